@@ -1,0 +1,1148 @@
+//! The store: shards, entries, guards, and the write path (journal, then apply).
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use hashbrown::HashTable;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use slab::Slab;
+
+use crate::effect::{Effect, Journal, JournalError, NoJournal};
+use crate::{Lsn, Value};
+
+/// Most shards a store can have; the shard index is taken from the hash's top 16 bits.
+pub const MAX_SHARDS: usize = 1 << 16;
+
+/// Bytes an entry costs beyond its key and value: the entry itself, its hash-table slot
+/// and the allocator's headers for the key and value buffers.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 8 + 32;
+
+/// A key's hash, computed once and used for both the shard and the bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyHash(u64);
+
+impl KeyHash {
+    fn shard(self, mask: usize) -> usize {
+        (self.0 >> 48) as usize & mask
+    }
+
+    /// The hash-table tag: the low 32 bits, independent of the shard bits.
+    fn tag(self) -> u32 {
+        self.0 as u32
+    }
+
+    fn table_hash(self) -> u64 {
+        tag_hash(self.tag())
+    }
+}
+
+/// hashbrown takes the bucket from the low bits and its control byte from the top seven,
+/// so a 32-bit tag spread over both halves serves tables of up to 2^25 buckets per shard.
+fn tag_hash(tag: u32) -> u64 {
+    let t = tag as u64;
+    t | (t << 32)
+}
+
+/// A hash-table slot: the entry's index in the shard's slab and its hash tag (kept so the
+/// table can grow without rehashing keys).
+#[derive(Clone, Copy)]
+struct Slot {
+    idx: u32,
+    tag: u32,
+}
+
+/// A key with its value and metadata.
+#[derive(Debug)]
+pub struct Entry {
+    key: Box<[u8]>,
+    value: Value,
+    /// Absolute deadline in milliseconds since the epoch; 0 when the key does not expire.
+    expire_at: u64,
+    /// Position in the shard's list of keys with deadlines; `NOT_VOLATILE` when none.
+    volatile_pos: u32,
+    /// Last access, in seconds (the LRU clock behind OBJECT IDLETIME and eviction).
+    /// Atomic so readers holding only the read lock can update it.
+    access: AtomicU32,
+}
+
+const NOT_VOLATILE: u32 = u32::MAX;
+
+impl Entry {
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The deadline in milliseconds since the epoch, if the key has one.
+    pub fn expire_at(&self) -> Option<u64> {
+        (self.expire_at != 0).then_some(self.expire_at)
+    }
+
+    /// Milliseconds left before expiry, `None` when the key does not expire.
+    pub fn ttl_ms(&self, now: u64) -> Option<u64> {
+        self.expire_at().map(|at| at.saturating_sub(now))
+    }
+
+    fn is_live(&self, now: u64) -> bool {
+        self.expire_at == 0 || self.expire_at > now
+    }
+
+    /// Seconds since the last access.
+    pub fn idle_secs(&self, now: u64) -> u64 {
+        let now_s = (now / 1000) as u32;
+        now_s.wrapping_sub(self.access.load(Ordering::Relaxed)) as u64
+    }
+
+    fn touch(&self, now: u64) {
+        let now_s = (now / 1000) as u32;
+        // Store only when the second changed: readers on other cores then rarely write
+        // the same cache line.
+        if self.access.load(Ordering::Relaxed) != now_s {
+            self.access.store(now_s, Ordering::Relaxed);
+        }
+    }
+
+    fn mem(&self) -> usize {
+        self.key.len() + self.value.heap_size() + ENTRY_OVERHEAD
+    }
+}
+
+/// What happens to a key's deadline when it is overwritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// No deadline (SET without options).
+    None,
+    /// Keep the current deadline (SET KEEPTTL, INCR, APPEND).
+    Keep,
+    /// This absolute deadline in milliseconds since the epoch.
+    At(u64),
+}
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+struct ShardData {
+    table: HashTable<Slot>,
+    entries: Slab<Entry>,
+    /// Slab indices of the entries that have a deadline, for sampling by active expiry.
+    volatile: Vec<u32>,
+    /// Bytes used by keys, values and entry overhead.
+    mem: usize,
+    /// LSN of the last write applied to this shard: a reader has seen data that is
+    /// durable once the log is durable up to here.
+    last_lsn: Lsn,
+}
+
+impl ShardData {
+    fn new() -> Self {
+        ShardData {
+            table: HashTable::new(),
+            entries: Slab::new(),
+            volatile: Vec::new(),
+            mem: 0,
+            last_lsn: 0,
+        }
+    }
+
+    fn find(&self, key: &[u8], h: KeyHash) -> Option<usize> {
+        let tag = h.tag();
+        let entries = &self.entries;
+        self.table
+            .find(h.table_hash(), |s| {
+                s.tag == tag && &*entries[s.idx as usize].key == key
+            })
+            .map(|s| s.idx as usize)
+    }
+
+    fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+        let e = &self.entries[self.find(key, h)?];
+        if !e.is_live(now) {
+            return None;
+        }
+        e.touch(now);
+        Some(e)
+    }
+
+    /// Inserts or replaces `key`, keeping its slab slot when it exists.
+    fn insert(&mut self, key: &[u8], h: KeyHash, value: Value, expire_at: u64, now: u64) {
+        match self.find(key, h) {
+            Some(idx) => {
+                let e = &mut self.entries[idx];
+                self.mem -= e.mem();
+                e.value = value;
+                e.touch(now);
+                self.mem += e.mem();
+                self.set_deadline(idx, expire_at);
+            }
+            None => {
+                let entry = Entry {
+                    key: key.into(),
+                    value,
+                    expire_at: 0,
+                    volatile_pos: NOT_VOLATILE,
+                    access: AtomicU32::new((now / 1000) as u32),
+                };
+                self.mem += entry.mem();
+                let idx = self.entries.insert(entry);
+                assert!(idx < u32::MAX as usize, "shard holds 2^32 keys");
+                self.table.insert_unique(
+                    h.table_hash(),
+                    Slot {
+                        idx: idx as u32,
+                        tag: h.tag(),
+                    },
+                    |s| tag_hash(s.tag),
+                );
+                self.set_deadline(idx, expire_at);
+            }
+        }
+    }
+
+    fn remove_at(&mut self, idx: usize, h: KeyHash) -> Entry {
+        self.set_deadline(idx, 0);
+        if let Ok(slot) = self
+            .table
+            .find_entry(h.table_hash(), |s| s.idx as usize == idx)
+        {
+            slot.remove();
+        }
+        let e = self.entries.remove(idx);
+        self.mem -= e.mem();
+        e
+    }
+
+    fn set_deadline(&mut self, idx: usize, at: u64) {
+        let e = &mut self.entries[idx];
+        e.expire_at = at;
+        match (at != 0, e.volatile_pos != NOT_VOLATILE) {
+            (true, false) => {
+                e.volatile_pos = self.volatile.len() as u32;
+                self.volatile.push(idx as u32);
+            }
+            (false, true) => {
+                let pos = e.volatile_pos as usize;
+                e.volatile_pos = NOT_VOLATILE;
+                self.volatile.swap_remove(pos);
+                if let Some(&moved) = self.volatile.get(pos) {
+                    self.entries[moved as usize].volatile_pos = pos as u32;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies one effect whose key hashes to `h` (ignored for FlushAll).
+    fn apply(&mut self, effect: &Effect<'_>, h: KeyHash, now: u64) {
+        match *effect {
+            Effect::SetStr {
+                key,
+                parts,
+                expire_at,
+            } => self.insert(key, h, Value::string_from_parts(parts), expire_at, now),
+            Effect::SetInt {
+                key,
+                value,
+                expire_at,
+            } => self.insert(key, h, Value::Int(value), expire_at, now),
+            Effect::SetValue {
+                key,
+                value,
+                expire_at,
+            } => self.insert(key, h, value.clone(), expire_at, now),
+            Effect::Del { key } => {
+                if let Some(idx) = self.find(key, h) {
+                    self.remove_at(idx, h);
+                }
+            }
+            Effect::Expire { key, at } => {
+                if let Some(idx) = self.find(key, h) {
+                    self.set_deadline(idx, at);
+                }
+            }
+            Effect::FlushAll => *self = ShardData::new(),
+        }
+    }
+}
+
+#[repr(align(128))] // one shard per cache-line pair: no false sharing between locks
+struct Shard {
+    data: RwLock<ShardData>,
+}
+
+thread_local! {
+    static OBSERVED_LSN: Cell<Lsn> = const { Cell::new(0) };
+}
+
+fn observe(lsn: Lsn) {
+    if lsn != 0 {
+        OBSERVED_LSN.with(|c| {
+            if lsn > c.get() {
+                c.set(lsn)
+            }
+        });
+    }
+}
+
+/// The highest shard LSN this thread has seen (read or written) since the last call, and
+/// resets it. A reply that depends on what the command saw is safe to send once the log
+/// is durable up to this LSN.
+pub fn observed_lsn_reset() -> Lsn {
+    OBSERVED_LSN.with(|c| c.replace(0))
+}
+
+/// Counters for INFO.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    pub keys: usize,
+    pub volatile: usize,
+    pub mem: usize,
+    pub expired: u64,
+}
+
+/// The sharded keyspace.
+pub struct Store {
+    shards: Box<[Shard]>,
+    mask: usize,
+    hasher: foldhash::fast::RandomState,
+    journal: OnceLock<Box<dyn Journal>>,
+    expired: std::sync::atomic::AtomicU64,
+}
+
+/// A position in a SCAN: the shard in the low 16 bits, the slab slot above.
+pub type ScanCursor = u64;
+
+impl Store {
+    /// A store with `shards` shards (a power of two, at most 65536).
+    pub fn new(shards: usize) -> Store {
+        assert!(
+            shards.is_power_of_two() && shards <= MAX_SHARDS,
+            "shard count must be a power of two up to {MAX_SHARDS}"
+        );
+        Store {
+            shards: (0..shards)
+                .map(|_| Shard {
+                    data: RwLock::new(ShardData::new()),
+                })
+                .collect(),
+            mask: shards - 1,
+            hasher: foldhash::fast::RandomState::default(),
+            journal: OnceLock::new(),
+            expired: Default::default(),
+        }
+    }
+
+    /// Installs the journal every later write goes through. Done once, after recovery
+    /// has replayed the log into the store.
+    pub fn set_journal(&self, journal: Box<dyn Journal>) {
+        if self.journal.set(journal).is_err() {
+            panic!("the store's journal is set once");
+        }
+    }
+
+    fn journal(&self) -> &dyn Journal {
+        match self.journal.get() {
+            Some(j) => &**j,
+            None => &NoJournal,
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn hash(&self, key: &[u8]) -> KeyHash {
+        use std::hash::BuildHasher;
+        KeyHash(self.hasher.hash_one(key))
+    }
+
+    /// The shard a key lives in.
+    pub fn shard_of(&self, h: KeyHash) -> usize {
+        h.shard(self.mask)
+    }
+
+    /// Read access to the shard of `h`. Readers never wait for each other.
+    pub fn read(&self, h: KeyHash) -> ShardRef<'_> {
+        ShardRef {
+            data: self.shards[h.shard(self.mask)].data.read(),
+        }
+    }
+
+    /// Read access to shard `index` (whole-keyspace walks: KEYS, snapshots).
+    pub fn read_shard(&self, index: usize) -> ShardRef<'_> {
+        ShardRef {
+            data: self.shards[index].data.read(),
+        }
+    }
+
+    /// Write access to the shard of `h`.
+    pub fn write(&self, h: KeyHash) -> ShardMut<'_> {
+        ShardMut {
+            data: self.shards[h.shard(self.mask)].data.write(),
+            store: self,
+        }
+    }
+
+    /// Write access to every shard the keys hash to, locked in shard order so that two
+    /// multi-key writes cannot deadlock. For commands that must be atomic across keys.
+    pub fn write_many(&self, hashes: impl IntoIterator<Item = KeyHash>) -> MultiMut<'_> {
+        let mut idx: Vec<usize> = hashes.into_iter().map(|h| h.shard(self.mask)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        MultiMut {
+            guards: idx
+                .into_iter()
+                .map(|i| (i, self.shards[i].data.write()))
+                .collect(),
+            store: self,
+        }
+    }
+
+    /// Removes every key, atomically (all shards are locked while it happens). Returns
+    /// the old contents so the caller can drop them elsewhere (FLUSHALL ASYNC).
+    pub fn flush_all(&self) -> Result<Flushed, WriteError> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.data.write()).collect();
+        let lsn = self.journal().append(&[Effect::FlushAll])?;
+        let old = guards
+            .iter_mut()
+            .map(|g| {
+                let old = std::mem::replace(&mut **g, ShardData::new());
+                g.last_lsn = lsn;
+                old
+            })
+            .collect();
+        observe(lsn);
+        Ok(Flushed(old))
+    }
+
+    /// Applies effects read back from a log or received from a primary, without
+    /// journaling them again. `lsn` is recorded as the shards' last write.
+    pub fn apply_logged(&self, effects: &[Effect<'_>], lsn: Lsn, now: u64) {
+        for e in effects {
+            match e.key() {
+                Some(key) => {
+                    let h = self.hash(key);
+                    let mut g = self.shards[h.shard(self.mask)].data.write();
+                    g.apply(e, h, now);
+                    g.last_lsn = g.last_lsn.max(lsn);
+                }
+                None => {
+                    for s in self.shards.iter() {
+                        let mut g = s.data.write();
+                        g.apply(e, KeyHash(0), now);
+                        g.last_lsn = lsn;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Key and memory counts, summed over shards (each read-locked in turn).
+    pub fn stats(&self) -> StoreStats {
+        let mut st = StoreStats {
+            expired: self.expired.load(Ordering::Relaxed),
+            ..Default::default()
+        };
+        for s in self.shards.iter() {
+            let g = s.data.read();
+            st.keys += g.entries.len();
+            st.volatile += g.volatile.len();
+            st.mem += g.mem;
+        }
+        st
+    }
+
+    /// Number of keys (including expired keys not yet removed, as Redis's DBSIZE).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.data.read().entries.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Visits about `count` live keys from `cursor` on and returns the cursor to continue
+    /// from (0 when the walk is complete).
+    ///
+    /// A key keeps its slab slot for as long as it exists, and the walk goes through
+    /// slots in order, so a key present for the whole walk is visited exactly once
+    /// whatever else is inserted or removed meanwhile (growing a table moves no slot).
+    pub fn scan(
+        &self,
+        cursor: ScanCursor,
+        count: usize,
+        now: u64,
+        mut visit: impl FnMut(&Entry),
+    ) -> ScanCursor {
+        let count = count.max(1);
+        let mut shard = (cursor & 0xffff) as usize;
+        let mut slot = (cursor >> 16) as usize;
+        if shard >= self.shards.len() {
+            return 0;
+        }
+        let mut visited = 0;
+        let mut examined = 0;
+        loop {
+            {
+                let g = self.shards[shard].data.read();
+                let end = g.entries.capacity();
+                while slot < end && visited < count && examined < count * 10 {
+                    if let Some(e) = g.entries.get(slot)
+                        && e.is_live(now)
+                    {
+                        visit(e);
+                        visited += 1;
+                    }
+                    examined += 1;
+                    slot += 1;
+                }
+                if slot >= end {
+                    shard += 1;
+                    slot = 0;
+                }
+            }
+            if shard == self.shards.len() {
+                return 0;
+            }
+            if visited >= count || examined >= count * 10 {
+                return ((slot as u64) << 16) | shard as u64;
+            }
+        }
+    }
+
+    /// A random live key, `None` when there is none. `seed` drives the choice.
+    pub fn random_key(&self, now: u64, seed: u64) -> Option<Vec<u8>> {
+        let mut rng = XorShift::new(seed);
+        let n = self.shards.len();
+        let start = rng.below(n);
+        // Random shards first; then every shard in turn, so a sparse store still answers.
+        for attempt in 0..n + 16 {
+            let shard = if attempt < 16 {
+                rng.below(n)
+            } else {
+                (start + attempt) % n
+            };
+            let g = self.shards[shard].data.read();
+            if g.entries.is_empty() {
+                continue;
+            }
+            let cap = g.entries.capacity();
+            for _ in 0..64 {
+                if let Some(e) = g.entries.get(rng.below(cap))
+                    && e.is_live(now)
+                {
+                    return Some(e.key.to_vec());
+                }
+            }
+            if let Some((_, e)) = g.entries.iter().find(|(_, e)| e.is_live(now)) {
+                return Some(e.key.to_vec());
+            }
+        }
+        None
+    }
+
+    /// One active-expiry pass over `shards` (Redis's `activeExpireCycle`): per shard,
+    /// sample 20 keys with deadlines and delete the expired ones; repeat while more than a
+    /// quarter of a sample was expired, at most `max_rounds` times. A shard that is busy is
+    /// skipped this time rather than waited for. Returns the number of keys removed.
+    pub fn active_expire(
+        &self,
+        shards: std::ops::Range<usize>,
+        now: u64,
+        max_rounds: usize,
+        seed: u64,
+    ) -> usize {
+        const SAMPLE: usize = 20;
+        let mut rng = XorShift::new(seed);
+        let mut removed = 0;
+        for shard in shards {
+            let Some(s) = self.shards.get(shard) else {
+                break;
+            };
+            let Some(mut g) = s.data.try_write() else {
+                continue;
+            };
+            for _ in 0..max_rounds {
+                let n = g.volatile.len().min(SAMPLE);
+                if n == 0 {
+                    break;
+                }
+                let mut expired = 0;
+                for _ in 0..n {
+                    if g.volatile.is_empty() {
+                        break;
+                    }
+                    let idx = g.volatile[rng.below(g.volatile.len())] as usize;
+                    if g.entries[idx].is_live(now) {
+                        continue;
+                    }
+                    let key = &g.entries[idx].key;
+                    let h = self.hash(key);
+                    let Ok(lsn) = self.journal().append(&[Effect::Del { key }]) else {
+                        // The log refuses writes: the key stays, invisible, until it can
+                        // be removed durably.
+                        return removed;
+                    };
+                    g.remove_at(idx, h);
+                    if lsn != 0 {
+                        g.last_lsn = lsn;
+                    }
+                    expired += 1;
+                }
+                removed += expired;
+                if expired * 4 <= n {
+                    break;
+                }
+            }
+        }
+        self.expired.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+}
+
+/// The contents a flush removed, to be dropped wherever that is cheapest.
+pub struct Flushed(#[allow(dead_code)] Vec<ShardData>);
+
+/// Read access to one shard.
+pub struct ShardRef<'a> {
+    data: RwLockReadGuard<'a, ShardData>,
+}
+
+impl ShardRef<'_> {
+    /// The live entry for `key`, marking it accessed.
+    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+        self.data.get(key, h, now)
+    }
+
+    /// Every live entry of the shard.
+    pub fn iter(&self, now: u64) -> impl Iterator<Item = &Entry> {
+        self.data
+            .entries
+            .iter()
+            .map(|(_, e)| e)
+            .filter(move |e| e.is_live(now))
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.entries.is_empty()
+    }
+
+    /// LSN of the last write applied to this shard.
+    pub fn last_lsn(&self) -> Lsn {
+        self.data.last_lsn
+    }
+}
+
+impl Drop for ShardRef<'_> {
+    fn drop(&mut self) {
+        observe(self.data.last_lsn);
+    }
+}
+
+/// Write access to one shard. Every mutation goes to the journal first and is applied
+/// only if the journal took it.
+pub struct ShardMut<'a> {
+    data: RwLockWriteGuard<'a, ShardData>,
+    store: &'a Store,
+}
+
+impl Drop for ShardMut<'_> {
+    fn drop(&mut self) {
+        observe(self.data.last_lsn);
+    }
+}
+
+impl ShardMut<'_> {
+    /// The live entry for `key`, without removing it if expired.
+    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+        self.data.get(key, h, now)
+    }
+
+    /// The live entry for `key`; an expired one is removed (and the removal logged).
+    pub fn lookup(&mut self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+        let idx = self.data.find(key, h)?;
+        if !self.data.entries[idx].is_live(now) {
+            if let Ok(lsn) = self.store.journal().append(&[Effect::Del { key }]) {
+                self.data.remove_at(idx, h);
+                self.store.expired.fetch_add(1, Ordering::Relaxed);
+                self.bump(lsn);
+            }
+            return None;
+        }
+        let e = &self.data.entries[idx];
+        e.touch(now);
+        Some(e)
+    }
+
+    fn bump(&mut self, lsn: Lsn) {
+        if lsn != 0 {
+            self.data.last_lsn = lsn;
+        }
+    }
+
+    fn deadline(&self, key: &[u8], h: KeyHash, expiry: Expiry, now: u64) -> u64 {
+        match expiry {
+            Expiry::None => 0,
+            Expiry::At(at) => at,
+            Expiry::Keep => self.data.get(key, h, now).map_or(0, |e| e.expire_at),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        value: Value,
+        expiry: Expiry,
+        now: u64,
+    ) -> Result<Lsn, WriteError> {
+        let expire_at = self.deadline(key, h, expiry, now);
+        let lsn = match &value {
+            Value::Int(n) => self.store.journal().append(&[Effect::SetInt {
+                key,
+                value: *n,
+                expire_at,
+            }])?,
+            Value::Str(s) => self.store.journal().append(&[Effect::SetStr {
+                key,
+                parts: &[s],
+                expire_at,
+            }])?,
+            other => self.store.journal().append(&[Effect::SetValue {
+                key,
+                value: other,
+                expire_at,
+            }])?,
+        };
+        self.data.insert(key, h, value, expire_at, now);
+        self.bump(lsn);
+        Ok(lsn)
+    }
+
+    /// Sets `key` to the string `bytes` (integer-encoded when canonical).
+    pub fn put_str(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        bytes: &[u8],
+        expiry: Expiry,
+        now: u64,
+    ) -> Result<Lsn, WriteError> {
+        let expire_at = self.deadline(key, h, expiry, now);
+        let lsn = self.store.journal().append(&[Effect::SetStr {
+            key,
+            parts: &[bytes],
+            expire_at,
+        }])?;
+        self.data
+            .insert(key, h, Value::string(bytes), expire_at, now);
+        self.bump(lsn);
+        Ok(lsn)
+    }
+
+    /// Deletes `key`; false when it did not exist (or had expired).
+    pub fn remove(&mut self, key: &[u8], h: KeyHash, now: u64) -> Result<bool, WriteError> {
+        let Some(idx) = self.data.find(key, h) else {
+            return Ok(false);
+        };
+        let live = self.data.entries[idx].is_live(now);
+        let lsn = self.store.journal().append(&[Effect::Del { key }])?;
+        self.data.remove_at(idx, h);
+        self.bump(lsn);
+        Ok(live)
+    }
+
+    /// Sets the deadline of an existing key (`at` = 0 removes it). False when the key
+    /// does not exist.
+    pub fn set_expire(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        at: u64,
+        now: u64,
+    ) -> Result<bool, WriteError> {
+        if self.lookup(key, h, now).is_none() {
+            return Ok(false);
+        }
+        let lsn = self.store.journal().append(&[Effect::Expire { key, at }])?;
+        if let Some(idx) = self.data.find(key, h) {
+            self.data.set_deadline(idx, at);
+        }
+        self.bump(lsn);
+        Ok(true)
+    }
+
+    /// Appends `suffix` to the string at `key` (creating it), keeping its deadline.
+    /// Returns the new length. The log gets the whole resulting string, as pieces.
+    pub fn append(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        suffix: &[u8],
+        now: u64,
+    ) -> Result<usize, WriteError> {
+        if self.lookup(key, h, now).is_none() {
+            self.put_str(key, h, suffix, Expiry::None, now)?;
+            return Ok(suffix.len());
+        }
+        let e = self.data.get(key, h, now).expect("looked up above");
+        let expire_at = e.expire_at;
+        let journal = self.store.journal();
+        let lsn = match &e.value {
+            Value::Str(s) => journal.append(&[Effect::SetStr {
+                key,
+                parts: &[s, suffix],
+                expire_at,
+            }])?,
+            Value::Int(n) => journal.append(&[Effect::SetStr {
+                key,
+                parts: &[itoa::Buffer::new().format(*n).as_bytes(), suffix],
+                expire_at,
+            }])?,
+            _ => return Err(WriteError::WrongType),
+        };
+        let idx = self.data.find(key, h).expect("looked up above");
+        let data = &mut *self.data;
+        let e = &mut data.entries[idx];
+        data.mem -= e.mem();
+        match &mut e.value {
+            Value::Str(s) => s.extend_from_slice(suffix),
+            v => {
+                let mut s = itoa::Buffer::new().format(v.as_int()).as_bytes().to_vec();
+                s.extend_from_slice(suffix);
+                *v = Value::Str(s);
+            }
+        }
+        // A string that became a canonical integer (APPEND "1" to "") re-encodes.
+        if let Value::Str(s) = &e.value
+            && s.len() <= 20
+        {
+            e.value = Value::string(s);
+        }
+        let len = e.value.string_len().unwrap_or(0);
+        data.mem += e.mem();
+        self.bump(lsn);
+        Ok(len)
+    }
+
+    /// Overwrites the string at `key` from `offset` with `bytes`, zero-padding as needed
+    /// (SETRANGE), keeping its deadline. Returns the new length.
+    pub fn set_range(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        offset: usize,
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<usize, WriteError> {
+        let (old, expire_at): (Vec<u8>, u64) = match self.lookup(key, h, now) {
+            None => (Vec::new(), 0),
+            Some(e) => match &e.value {
+                Value::Str(_) | Value::Int(_) => {
+                    if bytes.is_empty() {
+                        return Ok(e.value.string_len().unwrap_or(0));
+                    }
+                    let mut s = Vec::new();
+                    e.value.with_str(|b| s.extend_from_slice(b));
+                    (s, e.expire_at)
+                }
+                _ => return Err(WriteError::WrongType),
+            },
+        };
+        if bytes.is_empty() {
+            // SETRANGE of nothing on a missing key creates nothing.
+            return Ok(0);
+        }
+        let mut new = old;
+        if new.len() < offset + bytes.len() {
+            new.resize(offset + bytes.len(), 0);
+        }
+        new[offset..offset + bytes.len()].copy_from_slice(bytes);
+        let len = new.len();
+        // `Expiry::At(0)` is "no deadline", which is what a key without one keeps.
+        self.put(key, h, Value::Str(new), Expiry::At(expire_at), now)?;
+        Ok(len)
+    }
+
+    /// Journals `effects` as one record and applies them. Every key must belong to this
+    /// shard.
+    pub fn commit(&mut self, effects: &[Effect<'_>], now: u64) -> Result<Lsn, WriteError> {
+        let lsn = self.store.journal().append(effects)?;
+        for e in effects {
+            let h = e.key().map_or(KeyHash(0), |k| self.store.hash(k));
+            debug_assert!(e.key().is_none() || self.store.shard_of(h) == self.shard_index(h));
+            self.data.apply(e, h, now);
+        }
+        self.bump(lsn);
+        Ok(lsn)
+    }
+
+    fn shard_index(&self, h: KeyHash) -> usize {
+        self.store.shard_of(h)
+    }
+
+    pub fn last_lsn(&self) -> Lsn {
+        self.data.last_lsn
+    }
+}
+
+impl Value {
+    fn as_int(&self) -> i64 {
+        match self {
+            Value::Int(n) => *n,
+            _ => 0,
+        }
+    }
+}
+
+/// Write access to several shards at once, for multi-key commands that must be atomic
+/// (MSET, MSETNX, RENAME, COPY, DEL with several keys).
+pub struct MultiMut<'a> {
+    guards: Vec<(usize, RwLockWriteGuard<'a, ShardData>)>,
+    store: &'a Store,
+}
+
+impl Drop for MultiMut<'_> {
+    fn drop(&mut self) {
+        for (_, g) in &self.guards {
+            observe(g.last_lsn);
+        }
+    }
+}
+
+impl MultiMut<'_> {
+    fn shard(&self, h: KeyHash) -> &ShardData {
+        let i = self.store.shard_of(h);
+        let pos = self
+            .guards
+            .binary_search_by_key(&i, |(s, _)| *s)
+            .expect("key's shard was not locked");
+        &self.guards[pos].1
+    }
+
+    fn shard_mut(&mut self, h: KeyHash) -> &mut ShardData {
+        let i = self.store.shard_of(h);
+        let pos = self
+            .guards
+            .binary_search_by_key(&i, |(s, _)| *s)
+            .expect("key's shard was not locked");
+        &mut self.guards[pos].1
+    }
+
+    /// The live entry for `key` (whose shard must be locked).
+    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+        self.shard(h).get(key, h, now)
+    }
+
+    /// Journals `effects` as one atomic record, then applies them.
+    pub fn commit(&mut self, effects: &[Effect<'_>], now: u64) -> Result<Lsn, WriteError> {
+        let lsn = self.store.journal().append(effects)?;
+        for e in effects {
+            let Some(key) = e.key() else { continue };
+            let h = self.store.hash(key);
+            let shard = self.shard_mut(h);
+            shard.apply(e, h, now);
+            if lsn != 0 {
+                shard.last_lsn = lsn;
+            }
+        }
+        Ok(lsn)
+    }
+
+    /// Moves the value at `src` to `dst` with its deadline (RENAME). The caller has
+    /// checked that `src` exists. Logged as one record: delete `src`, set `dst`.
+    pub fn rename(
+        &mut self,
+        src: &[u8],
+        hs: KeyHash,
+        dst: &[u8],
+        hd: KeyHash,
+        now: u64,
+    ) -> Result<Lsn, WriteError> {
+        let e = self
+            .get(src, hs, now)
+            .expect("rename source checked by caller");
+        let expire_at = e.expire_at;
+        let lsn = self.store.journal().append(&[
+            Effect::Del { key: src },
+            Effect::SetValue {
+                key: dst,
+                value: &e.value,
+                expire_at,
+            },
+        ])?;
+        if src == dst {
+            return Ok(lsn);
+        }
+        let shard = self.shard_mut(hs);
+        let idx = shard.find(src, hs).expect("checked above");
+        let moved = shard.remove_at(idx, hs);
+        if lsn != 0 {
+            shard.last_lsn = lsn;
+        }
+        let shard = self.shard_mut(hd);
+        shard.insert(dst, hd, moved.value, expire_at, now);
+        if lsn != 0 {
+            shard.last_lsn = lsn;
+        }
+        Ok(lsn)
+    }
+}
+
+/// A small, fast generator for sampling; quality is irrelevant, speed is not.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        XorShift(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> &[u8] {
+        s.as_bytes()
+    }
+
+    #[test]
+    fn put_get_remove() {
+        let st = Store::new(4);
+        let h = st.hash(k("a"));
+        st.write(h)
+            .put_str(k("a"), h, b"hello", Expiry::None, 0)
+            .unwrap();
+        assert_eq!(
+            st.read(h).get(k("a"), h, 0).unwrap().value(),
+            &Value::Str(b"hello".to_vec())
+        );
+        st.write(h)
+            .put_str(k("a"), h, b"12", Expiry::None, 0)
+            .unwrap();
+        assert_eq!(
+            st.read(h).get(k("a"), h, 0).unwrap().value(),
+            &Value::Int(12)
+        );
+        assert!(st.write(h).remove(k("a"), h, 0).unwrap());
+        assert!(!st.write(h).remove(k("a"), h, 0).unwrap());
+        assert!(st.read(h).get(k("a"), h, 0).is_none());
+        assert_eq!(st.stats().mem, 0);
+    }
+
+    #[test]
+    fn expiry_is_lazy_and_active() {
+        let st = Store::new(1);
+        for i in 0..100 {
+            let key = format!("k{i}");
+            let h = st.hash(key.as_bytes());
+            st.write(h)
+                .put_str(key.as_bytes(), h, b"v", Expiry::At(1000), 0)
+                .unwrap();
+        }
+        let h = st.hash(b"k1");
+        assert!(st.read(h).get(b"k1", h, 999).is_some());
+        assert!(st.read(h).get(b"k1", h, 1000).is_none());
+        assert_eq!(st.stats().volatile, 100);
+        let mut removed = 0;
+        for round in 0..100 {
+            removed += st.active_expire(0..1, 2000, 16, round);
+        }
+        assert_eq!(removed, 100);
+        assert_eq!(
+            st.stats(),
+            StoreStats {
+                keys: 0,
+                volatile: 0,
+                mem: 0,
+                expired: 100
+            }
+        );
+    }
+
+    #[test]
+    fn scan_visits_every_stable_key_despite_churn() {
+        let st = Store::new(8);
+        let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
+        for key in &stable {
+            let h = st.hash(key.as_bytes());
+            st.write(h)
+                .put_str(key.as_bytes(), h, b"v", Expiry::None, 0)
+                .unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            cursor = st.scan(cursor, 10, 0, |e| {
+                seen.insert(e.key().to_vec());
+            });
+            // Churn between calls: add and remove other keys, forcing table growth.
+            for j in 0..50 {
+                let key = format!("churn{round}-{j}");
+                let h = st.hash(key.as_bytes());
+                st.write(h)
+                    .put_str(key.as_bytes(), h, b"x", Expiry::None, 0)
+                    .unwrap();
+                if j % 2 == 0 {
+                    st.write(h).remove(key.as_bytes(), h, 0).unwrap();
+                }
+            }
+            round += 1;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for key in &stable {
+            assert!(seen.contains(key.as_bytes()), "missed {key}");
+        }
+    }
+
+    #[test]
+    fn append_and_setrange() {
+        let st = Store::new(1);
+        let h = st.hash(b"s");
+        assert_eq!(st.write(h).append(b"s", h, b"12", 0).unwrap(), 2);
+        assert_eq!(st.read(h).get(b"s", h, 0).unwrap().value(), &Value::Int(12));
+        assert_eq!(st.write(h).append(b"s", h, b"ab", 0).unwrap(), 4);
+        assert_eq!(
+            st.read(h).get(b"s", h, 0).unwrap().value(),
+            &Value::Str(b"12ab".to_vec())
+        );
+        assert_eq!(st.write(h).set_range(b"s", h, 6, b"Z", 0).unwrap(), 7);
+        assert_eq!(
+            st.read(h).get(b"s", h, 0).unwrap().value(),
+            &Value::Str(b"12ab\0\0Z".to_vec())
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! INFO: the report of every section (to be written).

@@ -1,0 +1,168 @@
+//! `dse-server`: the command table, the command families and the wiring of the binary.
+//!
+//! - [`command`]: the table ([`command::CommandSpec`]) and the context commands run with.
+//! - [`cmd`]: one module per command family, each a `const` table of its commands.
+//! - [`service`]: the network handler, parsing requests and running them inline on the
+//!   event loop that read them.
+//! - [`server`]: state shared by all loops (store, settings, statistics, clients).
+//! - [`config`]: flags, TOML file and defaults.
+
+pub mod args;
+pub mod clients;
+pub mod cmd;
+pub mod command;
+pub mod config;
+pub mod info;
+pub mod server;
+pub mod service;
+pub mod session;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::server::{Server, Shutdown};
+use crate::service::Service;
+
+/// Descriptors kept for things other than clients (listeners, logs, epoll, files),
+/// as Redis's CONFIG_MIN_RESERVED_FDS.
+const RESERVED_FDS: usize = 32;
+
+/// Runs the server until SIGINT, SIGTERM or SHUTDOWN.
+pub fn main() -> ExitCode {
+    let mut config = match Config::load(std::env::args_os()) {
+        Ok(c) => c,
+        Err(ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("dse-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.loglevel);
+    let config_file = std::env::args()
+        .skip_while(|a| a != "--config")
+        .nth(1)
+        .map(std::path::PathBuf::from);
+
+    let wanted = config.maxclients + RESERVED_FDS;
+    let got = dse_net::raise_open_files_limit(wanted as u64) as usize;
+    if got < wanted {
+        let fit = got.saturating_sub(RESERVED_FDS).max(1);
+        tracing::warn!(
+            "open files limit is {got}; maxclients lowered from {} to {fit}",
+            config.maxclients
+        );
+        config.maxclients = fit;
+    }
+
+    match run(config, config_file) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("dse-server: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = match level {
+        "debug" => "debug",
+        "verbose" => "info",
+        "notice" => "info",
+        _ => "warn",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
+fn listen_addrs(bind: &[String], port: u16) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for b in bind {
+        let host = match b.as_str() {
+            "*" => "0.0.0.0",
+            "::*" => "::",
+            h => h.trim_start_matches('-'),
+        };
+        let addrs = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve bind address {b}: {e}"))?;
+        out.extend(addrs.take(1));
+    }
+    Ok(out)
+}
+
+fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), String> {
+    let addrs = listen_addrs(&config.bind, config.port)?;
+    let mut listeners = Vec::new();
+    let mut port = config.port;
+    for mut addr in addrs {
+        if port != 0 {
+            addr.set_port(port);
+        }
+        let l = dse_net::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        port = l.local_addr().map(|a| a.port()).unwrap_or(port);
+        listeners.push(l);
+    }
+
+    let srv = Arc::new(Server::new(config.clone(), config_file));
+    let _ = srv.port.set(port);
+    let net_cfg = dse_net::NetConfig {
+        threads: config.threads,
+        maxclients: config.maxclients,
+        max_pending_output: config.client_output_buffer_limit as usize,
+        max_query_buffer: config.client_query_buffer_limit as usize,
+        tick: Duration::from_millis(100),
+        maxclients_reply: b"-ERR max number of clients reached\r\n",
+        query_buffer_reply: b"-ERR Protocol error: client query buffer limit exceeded\r\n",
+    };
+    let net = dse_net::start(net_cfg, Arc::new(Service { srv: srv.clone() }), listeners)
+        .map_err(|e| format!("cannot start event loops: {e}"))?;
+    let _ = srv.net.set(net.shared.clone());
+    let _ = srv.loops.set(net.loops.clone());
+
+    {
+        let srv = srv.clone();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        std::thread::Builder::new()
+            .name("dse-signals".into())
+            .spawn(move || {
+                if signals.forever().next().is_some() {
+                    srv.request_shutdown(Shutdown::Signal);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+
+    tracing::info!(
+        "dse-server {} ready: {} event loops, {} shards, listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.threads,
+        config.shards,
+        config
+            .bind
+            .iter()
+            .map(|b| format!("{b}:{port}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    let why = srv.wait_for_shutdown();
+    tracing::info!("shutting down ({why:?})");
+    net.shutdown(Duration::from_secs(2));
+    tracing::info!("bye");
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! State shared by every loop: the store, the command table, run-time settings,
+//! statistics and the client registry.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dse_engine::Store;
+use dse_net::{ConnRef, LoopHandle, NetShared};
+use parking_lot::{Condvar, Mutex};
+
+use crate::clients::Clients;
+use crate::command::CommandTable;
+use crate::config::Config;
+
+/// The Redis version we answer to: clients pick features by it, and ours are Redis
+/// 7.2's (HELLO, CLIENT SETINFO, RESP3 replies).
+pub const REDIS_VERSION: &str = "7.2.4";
+
+/// Messages between loops (delivered by `dse-net` to `Handler::message`).
+#[derive(Debug)]
+pub enum Msg {
+    /// CLIENT KILL: close this connection.
+    Kill(ConnRef),
+}
+
+/// Why the server is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    Signal,
+    Command { save: Option<bool> },
+}
+
+/// Settings that CONFIG SET can change while running.
+pub struct Runtime {
+    pub proto_max_bulk_len: AtomicU64,
+    pub timeout: AtomicU64,
+    pub hz: AtomicU64,
+    pub maxmemory: AtomicU64,
+    pub maxmemory_policy: Mutex<String>,
+    /// Bumped when a protocol limit changes; sessions refresh their parser limits when
+    /// they see a new generation.
+    pub limits_gen: AtomicU64,
+    /// Active expiry can be switched off (DEBUG SET-ACTIVE-EXPIRE 0), as in Redis.
+    pub active_expire: AtomicBool,
+}
+
+/// Counters one loop writes and anyone reads. Single writer: increments are a load and a
+/// store, not a locked read-modify-write.
+#[repr(align(128))]
+pub struct LoopStats {
+    pub commands: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub cmd: Box<[CmdStat]>,
+}
+
+#[derive(Default)]
+pub struct CmdStat {
+    pub calls: AtomicU64,
+    pub usec: AtomicU64,
+    pub failed: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+#[inline]
+pub fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+impl LoopStats {
+    fn new(commands: usize) -> Self {
+        LoopStats {
+            commands: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            error_replies: AtomicU64::new(0),
+            cmd: (0..commands).map(|_| CmdStat::default()).collect(),
+        }
+    }
+}
+
+pub struct Stats {
+    pub loops: Box<[LoopStats]>,
+    /// Error replies by their first word (INFO errorstats). Errors are rare; a lock is fine.
+    pub errors: Mutex<std::collections::HashMap<String, u64>>,
+    /// Recent (time, total commands) samples, for instantaneous_ops_per_sec.
+    pub ops_samples: Mutex<std::collections::VecDeque<(Instant, u64)>>,
+}
+
+impl Stats {
+    pub fn total(&self, f: impl Fn(&LoopStats) -> &AtomicU64) -> u64 {
+        self.loops
+            .iter()
+            .map(|l| f(l).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn record_error(&self, loop_index: usize, msg: &str) {
+        bump(&self.loops[loop_index].error_replies, 1);
+        let code = msg.split(' ').next().unwrap_or("ERR");
+        *self.errors.lock().entry(code.to_string()).or_insert(0) += 1;
+    }
+
+    pub fn reset(&self) {
+        for l in self.loops.iter() {
+            for c in [&l.commands, &l.hits, &l.misses, &l.error_replies] {
+                c.store(0, Ordering::Relaxed);
+            }
+            for c in l.cmd.iter() {
+                for a in [&c.calls, &c.usec, &c.failed, &c.rejected] {
+                    a.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        self.errors.lock().clear();
+    }
+
+    /// Commands per second over the last couple of seconds.
+    pub fn ops_per_sec(&self) -> u64 {
+        let s = self.ops_samples.lock();
+        match (s.front(), s.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => {
+                ((b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64()).round() as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+pub struct Server {
+    pub config: Config,
+    pub store: Store,
+    pub table: CommandTable,
+    pub runtime: Runtime,
+    pub stats: Stats,
+    pub clients: Clients,
+    pub net: OnceLock<Arc<NetShared>>,
+    pub loops: OnceLock<Arc<[LoopHandle<Msg>]>>,
+    pub started: Instant,
+    pub run_id: String,
+    /// Ports actually bound (a `--port 0` resolves here).
+    pub port: OnceLock<u16>,
+    pub config_file: Option<std::path::PathBuf>,
+    pub shutdown: Mutex<Option<Shutdown>>,
+    pub shutdown_cv: Condvar,
+    pub last_save_unix: AtomicU64,
+}
+
+impl Server {
+    pub fn new(config: Config, config_file: Option<std::path::PathBuf>) -> Server {
+        let table = CommandTable::new(crate::cmd::FAMILIES);
+        let stats = Stats {
+            loops: (0..config.threads)
+                .map(|_| LoopStats::new(table.len()))
+                .collect(),
+            errors: Mutex::new(Default::default()),
+            ops_samples: Mutex::new(Default::default()),
+        };
+        Server {
+            store: Store::new(config.shards),
+            runtime: Runtime {
+                proto_max_bulk_len: AtomicU64::new(config.proto_max_bulk_len),
+                timeout: AtomicU64::new(config.timeout),
+                hz: AtomicU64::new(10),
+                maxmemory: AtomicU64::new(0),
+                maxmemory_policy: Mutex::new("noeviction".into()),
+                limits_gen: AtomicU64::new(0),
+                active_expire: AtomicBool::new(true),
+            },
+            table,
+            stats,
+            clients: Clients::default(),
+            net: OnceLock::new(),
+            loops: OnceLock::new(),
+            started: Instant::now(),
+            run_id: random_hex(40),
+            port: OnceLock::new(),
+            config_file,
+            shutdown: Mutex::new(None),
+            shutdown_cv: Condvar::new(),
+            last_save_unix: AtomicU64::new(unix_ms() / 1000),
+            config,
+        }
+    }
+
+    /// Asks the main thread to shut the server down.
+    pub fn request_shutdown(&self, why: Shutdown) {
+        let mut s = self.shutdown.lock();
+        if s.is_none() {
+            *s = Some(why);
+        }
+        self.shutdown_cv.notify_all();
+    }
+
+    /// Blocks until someone asks for a shutdown.
+    pub fn wait_for_shutdown(&self) -> Shutdown {
+        let mut s = self.shutdown.lock();
+        loop {
+            if let Some(why) = *s {
+                return why;
+            }
+            self.shutdown_cv.wait(&mut s);
+        }
+    }
+
+    pub fn net(&self) -> Option<&NetShared> {
+        self.net.get().map(|n| &**n)
+    }
+
+    pub fn send(&self, loop_index: usize, msg: Msg) {
+        if let Some(loops) = self.loops.get() {
+            loops[loop_index].send(msg);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Microseconds since the Unix epoch.
+pub fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+pub fn random_hex(len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}

@@ -1,0 +1,54 @@
+//! Per-connection state.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use dse_net::ConnRef;
+use dse_proto::{RequestParser, Resp};
+
+use crate::clients::ClientMeta;
+
+/// The parser and its argument ranges, kept apart from [`Session`] so a command can
+/// borrow the session mutably while its arguments borrow these.
+pub struct Framing {
+    pub parser: RequestParser,
+    pub ranges: Vec<Range<usize>>,
+    /// The configuration generation the parser's limits were taken from.
+    pub limits_gen: u64,
+}
+
+/// What a connection remembers between commands.
+pub struct Session {
+    pub conn: ConnRef,
+    pub resp: Resp,
+    pub meta: Arc<ClientMeta>,
+    /// Close once the replies so far are sent (QUIT, CLIENT KILL of oneself).
+    pub close_after_reply: bool,
+}
+
+impl Session {
+    pub fn id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// Back to a fresh connection's state, as RESET does.
+    pub fn reset(&mut self) {
+        self.resp = Resp::V2;
+        self.meta
+            .resp
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        self.meta.names.lock().name.clear();
+        self.meta
+            .no_evict
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.meta
+            .no_touch
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The handler's per-connection state.
+pub struct Conn {
+    pub framing: Framing,
+    pub session: Session,
+}

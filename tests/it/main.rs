@@ -1,0 +1,15 @@
+//! Integration tests: every test starts real `dse-server` processes on loopback ports and
+//! talks to them with real clients (the `redis` crate, raw RESP over TCP).
+//!
+//! One test binary (modules below) so the suite links once.
+
+mod util;
+
+mod client;
+mod config;
+mod connection;
+mod introspection;
+mod keys;
+mod network;
+mod server;
+mod strings;
