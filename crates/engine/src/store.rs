@@ -626,6 +626,13 @@ impl ShardRef<'_> {
         self.data.get(key, h, now)
     }
 
+    /// The live entry for `key`, leaving its access time alone (EXISTS, TYPE, TTL,
+    /// OBJECT: commands that look at a key without using it).
+    pub fn peek(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+        let e = &self.data.entries[self.data.find(key, h)?];
+        e.is_live(now).then_some(e)
+    }
+
     /// Every live entry of the shard.
     pub fn iter(&self, now: u64) -> impl Iterator<Item = &Entry> {
         self.data
@@ -1006,6 +1013,51 @@ impl MultiMut<'_> {
     }
 }
 
+impl MultiMut<'_> {
+    /// Copies the value at `src` to `dst` with its deadline (COPY), replacing whatever
+    /// `dst` held. The caller has checked that `src` exists and differs from `dst`.
+    pub fn copy(
+        &mut self,
+        src: &[u8],
+        hs: KeyHash,
+        dst: &[u8],
+        hd: KeyHash,
+        now: u64,
+    ) -> Result<Lsn, WriteError> {
+        let e = self
+            .get(src, hs, now)
+            .expect("copy source checked by caller");
+        let expire_at = e.expire_at;
+        let journal = self.store.journal();
+        // Strings are logged as the string effects SET uses, so a log reader sees one
+        // shape for every string write.
+        let lsn = match &e.value {
+            Value::Int(n) => journal.append(&[Effect::SetInt {
+                key: dst,
+                value: *n,
+                expire_at,
+            }])?,
+            Value::Str(s) => journal.append(&[Effect::SetStr {
+                key: dst,
+                parts: &[s],
+                expire_at,
+            }])?,
+            other => journal.append(&[Effect::SetValue {
+                key: dst,
+                value: other,
+                expire_at,
+            }])?,
+        };
+        let value = e.value.clone();
+        let shard = self.shard_mut(hd);
+        shard.insert(dst, hd, value, expire_at, now);
+        if lsn != 0 {
+            shard.last_lsn = lsn;
+        }
+        Ok(lsn)
+    }
+}
+
 /// A small, fast generator for sampling; quality is irrelevant, speed is not.
 struct XorShift(u64);
 
@@ -1126,6 +1178,43 @@ mod tests {
         for key in &stable {
             assert!(seen.contains(key.as_bytes()), "missed {key}");
         }
+    }
+
+    #[test]
+    fn copy_keeps_the_source_and_its_deadline() {
+        let st = Store::new(8);
+        let (hs, hd) = (st.hash(b"src"), st.hash(b"dst"));
+        st.write(hs)
+            .put_str(b"src", hs, b"hello", Expiry::At(5000), 0)
+            .unwrap();
+        st.write(hd)
+            .put_str(b"dst", hd, b"old", Expiry::None, 0)
+            .unwrap();
+        st.write_many([hs, hd])
+            .copy(b"src", hs, b"dst", hd, 10)
+            .unwrap();
+        for (key, h) in [(&b"src"[..], hs), (b"dst", hd)] {
+            let shard = st.read(h);
+            let e = shard.get(key, h, 10).unwrap();
+            assert_eq!(e.value(), &Value::Str(b"hello".to_vec()));
+            assert_eq!(e.expire_at(), Some(5000));
+        }
+        assert_eq!(st.stats().volatile, 2);
+        assert!(st.read(hd).get(b"dst", hd, 5000).is_none());
+    }
+
+    #[test]
+    fn peek_leaves_the_access_time_alone() {
+        let st = Store::new(1);
+        let h = st.hash(b"k");
+        st.write(h)
+            .put_str(b"k", h, b"v", Expiry::At(60_000), 0)
+            .unwrap();
+        let shard = st.read(h);
+        assert_eq!(shard.peek(b"k", h, 5000).unwrap().idle_secs(5000), 5);
+        assert_eq!(shard.get(b"k", h, 5000).unwrap().idle_secs(5000), 0);
+        assert!(shard.peek(b"k", h, 60_000).is_none());
+        assert!(shard.peek(b"nope", st.hash(b"nope"), 0).is_none());
     }
 
     #[test]
