@@ -20,6 +20,33 @@ pub struct ClientNames {
     pub lib_ver: Vec<u8>,
 }
 
+/// Client types, as CLIENT LIST TYPE and CLIENT KILL TYPE name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Normal,
+    Master,
+    Replica,
+    Pubsub,
+}
+
+impl ClientKind {
+    /// Redis's `getClientTypeByName` (any case; `slave` is the old name of `replica`).
+    pub fn parse(name: &[u8]) -> Option<ClientKind> {
+        let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+        if is("normal") {
+            Some(ClientKind::Normal)
+        } else if is("master") {
+            Some(ClientKind::Master)
+        } else if is("replica") || is("slave") {
+            Some(ClientKind::Replica)
+        } else if is("pubsub") {
+            Some(ClientKind::Pubsub)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ClientMeta {
     pub id: u64,
@@ -58,6 +85,16 @@ impl ClientMeta {
         }
     }
 
+    /// There is no replication or pub/sub yet, so every connection is a normal client.
+    pub fn kind(&self) -> ClientKind {
+        ClientKind::Normal
+    }
+
+    /// Whole seconds since the client connected (CLIENT LIST `age`, CLIENT KILL MAXAGE).
+    pub fn age_secs(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.created_ms) / 1000
+    }
+
     /// One CLIENT LIST line (without the trailing newline), in Redis 7.2's field order.
     pub fn describe(&self, now_ms: u64, cmd_name: &str) -> String {
         let names = self.names.lock().clone();
@@ -71,7 +108,7 @@ impl ClientMeta {
         if flags.is_empty() {
             flags.push('N');
         }
-        let age = now_ms.saturating_sub(self.created_ms) / 1000;
+        let age = self.age_secs(now_ms);
         let idle = now_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000;
         let qbuf = self.qbuf.load(Ordering::Relaxed);
         let mut s = String::with_capacity(256);

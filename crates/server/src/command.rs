@@ -243,6 +243,10 @@ impl CommandTable {
             return Ok(idx);
         }
         if args.len() < 2 {
+            // A container whose arity allows it runs bare (`COMMAND` lists every command).
+            if spec.arity_ok(args.len()) {
+                return Ok(idx);
+            }
             return Err(CmdError::Arity(self.full_names[idx].clone()));
         }
         let Some(sidx) = self.lookup_sub(idx, &args[1]) else {
