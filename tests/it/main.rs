@@ -11,5 +11,6 @@ mod connection;
 mod introspection;
 mod keys;
 mod network;
+mod persistence;
 mod server;
 mod strings;

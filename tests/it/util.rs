@@ -43,6 +43,11 @@ impl Server {
         Server::launch(dir, 0, args.iter().map(|s| s.to_string()).collect())
     }
 
+    /// A server on an existing data directory (removed when the server is dropped).
+    pub fn launch_in(dir: PathBuf, args: &[&str]) -> Server {
+        Server::launch(dir, 0, args.iter().map(|s| s.to_string()).collect())
+    }
+
     fn launch(dir: PathBuf, port: u16, args: Vec<String>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dse-server"));
         cmd.arg("--port")

@@ -25,7 +25,7 @@ pub use store::{
     Entry, Expiry, KeyHash, MultiMut, ScanCursor, ShardMut, ShardRef, Store, StoreStats,
     WriteError, observed_lsn_reset,
 };
-pub use value::{Value, parse_canonical_i64};
+pub use value::{ScoredMember, Value, ZSet, parse_canonical_i64};
 
 /// Log sequence number: the position of a record in the write-ahead log. 0 means "not
 /// logged" (persistence off).

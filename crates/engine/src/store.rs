@@ -313,7 +313,8 @@ pub struct StoreStats {
 pub struct Store {
     shards: Box<[Shard]>,
     mask: usize,
-    hasher: foldhash::fast::RandomState,
+    seed: u64,
+    hasher: foldhash::fast::FixedState,
     journal: OnceLock<Box<dyn Journal>>,
     expired: std::sync::atomic::AtomicU64,
 }
@@ -322,8 +323,15 @@ pub struct Store {
 pub type ScanCursor = u64;
 
 impl Store {
-    /// A store with `shards` shards (a power of two, at most 65536).
+    /// A store with `shards` shards (a power of two, at most 65536) and a random hash
+    /// seed.
     pub fn new(shards: usize) -> Store {
+        Store::with_seed(shards, random_seed())
+    }
+
+    /// A store whose keys hash with `seed`. Snapshots record the seed so that recovery can
+    /// tell which shard (and so which shard's dump) a key belonged to when it was written.
+    pub fn with_seed(shards: usize, seed: u64) -> Store {
         assert!(
             shards.is_power_of_two() && shards <= MAX_SHARDS,
             "shard count must be a power of two up to {MAX_SHARDS}"
@@ -335,7 +343,8 @@ impl Store {
                 })
                 .collect(),
             mask: shards - 1,
-            hasher: foldhash::fast::RandomState::default(),
+            seed,
+            hasher: foldhash::fast::FixedState::with_seed(seed),
             journal: OnceLock::new(),
             expired: Default::default(),
         }
@@ -358,6 +367,42 @@ impl Store {
 
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The shard `key` lives in for a store with this seed and shard count.
+    pub fn shard_for(seed: u64, shards: usize, key: &[u8]) -> usize {
+        use std::hash::BuildHasher;
+        KeyHash(foldhash::fast::FixedState::with_seed(seed).hash_one(key)).shard(shards - 1)
+    }
+
+    /// Inserts a key read back from a snapshot, without journaling it.
+    pub fn insert_loaded(&self, key: &[u8], value: Value, expire_at: u64, now: u64) {
+        let h = self.hash(key);
+        self.shards[h.shard(self.mask)]
+            .data
+            .write()
+            .insert(key, h, value, expire_at, now);
+    }
+
+    /// Removes, without journaling, every key for which `doomed` is true (recovery only:
+    /// replaying a FLUSHALL that some shards' dumps already contain).
+    pub fn remove_where(&self, mut doomed: impl FnMut(&[u8]) -> bool) {
+        for s in self.shards.iter() {
+            let mut g = s.data.write();
+            let victims: Vec<(usize, KeyHash)> = g
+                .entries
+                .iter()
+                .filter(|(_, e)| doomed(&e.key))
+                .map(|(i, e)| (i, self.hash(&e.key)))
+                .collect();
+            for (idx, h) in victims {
+                g.remove_at(idx, h);
+            }
+        }
     }
 
     pub fn hash(&self, key: &[u8]) -> KeyHash {
@@ -1056,6 +1101,19 @@ impl MultiMut<'_> {
         }
         Ok(lsn)
     }
+}
+
+/// A seed for a new store's hash: different in every process, so keys cannot be chosen
+/// to collide.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// A small, fast generator for sampling; quality is irrelevant, speed is not.

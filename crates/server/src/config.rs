@@ -36,6 +36,36 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// `yes` or `no`, as Redis writes booleans (TOML `true`/`false` work too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct YesNo(pub bool);
+
+impl FromStr for YesNo {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Ok(YesNo(true)),
+            "no" | "false" => Ok(YesNo(false)),
+            _ => Err(format!("expected yes or no, got '{s}'")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for YesNo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(b) => Ok(YesNo(b)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Redis's `memtoull`.
 pub fn parse_memory(s: &str) -> Option<u64> {
     let s = s.trim().to_ascii_lowercase();
@@ -109,6 +139,31 @@ pub struct Options {
     #[arg(long)]
     pub timeout: Option<u64>,
 
+    /// Keep a write-ahead log of every write, replayed at start: yes or no
+    /// [default: yes]
+    #[arg(long)]
+    pub appendonly: Option<YesNo>,
+
+    /// When a write is acknowledged: always (after an fsync that covers it, shared by
+    /// concurrent writers), everysec (after write(2); fsync every second) or no (after
+    /// write(2); the kernel syncs) [default: everysec]
+    #[arg(long)]
+    pub appendfsync: Option<String>,
+
+    /// Seconds between snapshots of the keyspace (taken when something changed);
+    /// 0 disables them [default: 60]
+    #[arg(long)]
+    pub snapshot_interval: Option<u64>,
+
+    /// A damaged write-ahead log at start: strict (truncate a torn tail, refuse
+    /// anything else) or tolerate-corruption (skip damaged records) [default: strict]
+    #[arg(long)]
+    pub wal_recovery: Option<String>,
+
+    /// Size at which the write-ahead log starts a new segment file [default: 64mb]
+    #[arg(long)]
+    pub wal_segment_size: Option<ByteSize>,
+
     /// Log level: debug, verbose, notice or warning (Redis's names) [default: notice]
     #[arg(long)]
     pub loglevel: Option<String>,
@@ -149,6 +204,11 @@ pub struct Config {
     pub client_output_buffer_limit: u64,
     pub timeout: u64,
     pub loglevel: String,
+    pub appendonly: bool,
+    pub appendfsync: dse_persist::FsyncPolicy,
+    pub snapshot_interval: u64,
+    pub wal_recovery: dse_persist::RecoveryMode,
+    pub wal_segment_size: u64,
 }
 
 impl Config {
@@ -199,6 +259,21 @@ impl Config {
             client_output_buffer_limit: pick!(client_output_buffer_limit, ByteSize(64 << 20)).0,
             timeout: pick!(timeout, 0),
             loglevel: pick!(loglevel, "notice".to_string()),
+            appendonly: pick!(appendonly, YesNo(true)).0,
+            appendfsync: {
+                let s = pick!(appendfsync, "everysec".to_string());
+                dse_persist::FsyncPolicy::parse(&s).ok_or_else(|| {
+                    format!("--appendfsync must be always, everysec or no, got {s}")
+                })?
+            },
+            snapshot_interval: pick!(snapshot_interval, 60),
+            wal_recovery: {
+                let s = pick!(wal_recovery, "strict".to_string());
+                dse_persist::RecoveryMode::parse(&s).ok_or_else(|| {
+                    format!("--wal-recovery must be strict or tolerate-corruption, got {s}")
+                })?
+            },
+            wal_segment_size: pick!(wal_segment_size, ByteSize(64 << 20)).0,
         };
         if !cfg.shards.is_power_of_two() || cfg.shards > dse_engine::MAX_SHARDS {
             return Err(format!(

@@ -114,8 +114,23 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         listeners.push(l);
     }
 
-    let srv = Arc::new(Server::new(config.clone(), config_file));
+    let (persist, store) = open_persistence(&config)?;
+    let srv = Arc::new(Server::new(
+        config.clone(),
+        config_file,
+        store.clone(),
+        persist.clone(),
+    ));
     let _ = srv.port.set(port);
+    if let Some(wal) = persist.wal() {
+        let weak = Arc::downgrade(&srv);
+        wal.set_notify(Box::new(move |acked| {
+            if let Some(srv) = weak.upgrade() {
+                srv.log_acked(acked);
+            }
+        }));
+    }
+    persist.start(store.clone());
     let net_cfg = dse_net::NetConfig {
         threads: config.threads,
         maxclients: config.maxclients,
@@ -162,7 +177,75 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
 
     let why = srv.wait_for_shutdown();
     tracing::info!("shutting down ({why:?})");
+    let save = match why {
+        Shutdown::Command { save: Some(save) } => save,
+        _ => config.snapshot_interval > 0,
+    };
+    // Make the log durable first, so replies still waiting for it are released and sent
+    // before the loops close their connections.
+    if let Some(wal) = persist.wal() {
+        wal.flush_and_sync();
+    }
     net.shutdown(Duration::from_secs(2));
+    if let Err(e) = persist.shutdown(&store, save) {
+        tracing::error!("persistence did not shut down cleanly: {e}");
+    }
     tracing::info!("bye");
     Ok(())
+}
+
+/// Locks the data directory, loads the newest snapshot, replays the log, and installs
+/// the log as the store's journal.
+fn open_persistence(
+    config: &Config,
+) -> Result<(Arc<dse_persist::Persistence>, Arc<dse_engine::Store>), String> {
+    let opts = dse_persist::PersistOptions {
+        dir: config.data.clone(),
+        appendonly: config.appendonly,
+        fsync: config.appendfsync,
+        snapshot_interval: config.snapshot_interval,
+        recovery: config.wal_recovery,
+        segment_size: config.wal_segment_size,
+        shards: config.shards,
+    };
+    let started = std::time::Instant::now();
+    let (persist, store, report) =
+        dse_persist::Persistence::open(opts, Arc::new(dse_persist::StdFs))
+            .map_err(|e| e.to_string())?;
+    if let Some(snap) = &report.snapshot {
+        let secs = report.snapshot_time.as_secs_f64().max(1e-6);
+        tracing::info!(
+            "loaded snapshot {}: {} keys in {:.3} s ({:.0} keys/s)",
+            snap.path.display(),
+            report.snapshot_keys,
+            secs,
+            report.snapshot_keys as f64 / secs
+        );
+    }
+    if report.records > 0 {
+        let secs = report.wal_time.as_secs_f64().max(1e-6);
+        tracing::info!(
+            "replayed {} log records ({} effects, {} bytes) in {:.3} s ({:.0} records/s)",
+            report.records,
+            report.effects,
+            report.wal_bytes,
+            secs,
+            report.records as f64 / secs
+        );
+    }
+    for (file, offset) in &report.truncated {
+        tracing::warn!(
+            "truncated a torn record at the end of {} (byte {offset})",
+            file.display()
+        );
+    }
+    tracing::info!(
+        "data directory {} ready in {} ms: {} keys",
+        config.data.display(),
+        started.elapsed().as_millis(),
+        store.len()
+    );
+    let store = Arc::new(store);
+    store.set_journal(persist.journal());
+    Ok((persist, store))
 }

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use dse_engine::Store;
+use dse_engine::{Lsn, Store};
 use dse_net::{ConnRef, LoopHandle, NetShared};
+use dse_persist::Persistence;
 use parking_lot::{Condvar, Mutex};
 
 use crate::clients::Clients;
@@ -22,6 +23,16 @@ pub const REDIS_VERSION: &str = "7.2.4";
 pub enum Msg {
     /// CLIENT KILL: close this connection.
     Kill(ConnRef),
+    /// The log acknowledged every record up to this LSN: release the replies that
+    /// waited for it.
+    LogAcked(Lsn),
+}
+
+/// Connections of one loop whose replies wait for the log, with the LSN each waits for.
+/// `min` lets the log's notifier skip loops with nothing to release without locking.
+pub struct LogWaiters {
+    pub list: Mutex<Vec<(ConnRef, Lsn)>>,
+    pub min: AtomicU64,
 }
 
 /// Why the server is stopping.
@@ -131,7 +142,10 @@ impl Stats {
 
 pub struct Server {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
+    pub persist: Arc<Persistence>,
+    /// Per loop: connections waiting for the log (see `service.rs`).
+    pub log_waiters: Box<[LogWaiters]>,
     pub table: CommandTable,
     pub runtime: Runtime,
     pub stats: Stats,
@@ -149,7 +163,12 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(config: Config, config_file: Option<std::path::PathBuf>) -> Server {
+    pub fn new(
+        config: Config,
+        config_file: Option<std::path::PathBuf>,
+        store: Arc<Store>,
+        persist: Arc<Persistence>,
+    ) -> Server {
         let table = CommandTable::new(crate::cmd::FAMILIES);
         let stats = Stats {
             loops: (0..config.threads)
@@ -159,7 +178,14 @@ impl Server {
             ops_samples: Mutex::new(Default::default()),
         };
         Server {
-            store: Store::new(config.shards),
+            store,
+            persist,
+            log_waiters: (0..config.threads)
+                .map(|_| LogWaiters {
+                    list: Mutex::new(Vec::new()),
+                    min: AtomicU64::new(Lsn::MAX),
+                })
+                .collect(),
             runtime: Runtime {
                 proto_max_bulk_len: AtomicU64::new(config.proto_max_bulk_len),
                 timeout: AtomicU64::new(config.timeout),
@@ -207,6 +233,19 @@ impl Server {
 
     pub fn net(&self) -> Option<&NetShared> {
         self.net.get().map(|n| &**n)
+    }
+
+    /// Called by the log when it acknowledged records up to `acked`: wakes the loops that
+    /// hold replies waiting for them.
+    pub fn log_acked(&self, acked: Lsn) {
+        // Pairs with the fence in `service.rs` after a waiter registers: either the loop
+        // sees the new LSN, or this sees the waiter.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for (i, w) in self.log_waiters.iter().enumerate() {
+            if w.min.load(Ordering::Relaxed) <= acked {
+                self.send(i, Msg::LogAcked(acked));
+            }
+        }
     }
 
     pub fn send(&self, loop_index: usize, msg: Msg) {

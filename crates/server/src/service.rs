@@ -8,6 +8,9 @@ use std::time::Instant;
 use dse_net::{Close, ConnInfo, Conns, Cx, Handler, Io};
 use dse_proto::{Args, Limits, ParseOutcome, Reply, RequestParser, Resp};
 
+use dse_engine::Lsn;
+use dse_net::{ConnMut, ConnRef};
+
 use crate::clients::ClientMeta;
 use crate::command::Ctx;
 use crate::server::{Msg, Server, bump, unix_ms};
@@ -76,6 +79,118 @@ impl Service {
     }
 }
 
+/// Holding replies until the log acknowledges what they depend on.
+///
+/// A batch of commands may write records (and read shards whose last write is still in
+/// the log's buffer). Its replies may be sent once the log acknowledged every such LSN:
+/// written to the kernel under `everysec`/`no`, synced under `always`. The common case
+/// costs one comparison (or one write(2) of the log buffer); otherwise the replies move to
+/// the session's `held` queue and the loop is told when the log catches up.
+impl Service {
+    fn hold_for_log(
+        &self,
+        loop_index: usize,
+        session: &mut Session,
+        io: &mut Io<'_>,
+        batch_start: usize,
+        needed: Lsn,
+    ) {
+        let persist = &self.srv.persist;
+        if session.held.is_empty() && persist.make_acked(needed) {
+            return;
+        }
+        if io.out.len() > batch_start {
+            let bytes = io.out.split_off(batch_start);
+            let lsn = needed.max(session.held.back().map_or(0, |h| h.0));
+            session.held_bytes += bytes.len();
+            session.held.push_back((lsn, bytes));
+        }
+        let Some(&(first, _)) = session.held.front() else {
+            return;
+        };
+        if !session.log_waiting {
+            session.log_waiting = true;
+            let w = &self.srv.log_waiters[loop_index];
+            w.list.lock().push((session.conn, first));
+            w.min.fetch_min(first, Ordering::Relaxed);
+        }
+        // Pairs with the fence in `Server::log_acked`: if the log advanced before we
+        // registered, we see it here and release now.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let acked = persist.acked();
+        release_held(session, io.out, acked);
+        if session.held_bytes > io.out_limit() {
+            io.pause = true;
+            session.paused_for_log = true;
+        }
+        if !session.held.is_empty() && io.close == Close::AfterFlush {
+            io.close = Close::No;
+            session.close_when_released = true;
+        }
+    }
+
+    fn release_for_log(&self, loop_index: usize, conns: &mut Conns<'_, Conn>, acked: Lsn) {
+        let w = &self.srv.log_waiters[loop_index];
+        let ready: Vec<ConnRef> = {
+            let mut list = w.list.lock();
+            let mut ready = Vec::new();
+            list.retain(|&(r, lsn)| {
+                let go = lsn <= acked;
+                if go {
+                    ready.push(r);
+                }
+                !go
+            });
+            w.min.store(
+                list.iter().map(|&(_, l)| l).min().unwrap_or(Lsn::MAX),
+                Ordering::Relaxed,
+            );
+            ready
+        };
+        for r in ready {
+            let Some(ConnMut { state, out }) = conns.get(r) else {
+                continue;
+            };
+            let s = &mut state.session;
+            release_held(s, out, acked);
+            match s.held.front() {
+                Some(&(next, _)) => {
+                    w.list.lock().push((r, next));
+                    w.min.fetch_min(next, Ordering::Relaxed);
+                    std::sync::atomic::fence(Ordering::SeqCst);
+                    let now_acked = self.srv.persist.acked();
+                    if now_acked >= next {
+                        self.srv.send(loop_index, Msg::LogAcked(now_acked));
+                    }
+                }
+                None => {
+                    s.log_waiting = false;
+                    let (resume, close) = (s.paused_for_log, s.close_when_released);
+                    s.paused_for_log = false;
+                    if resume {
+                        conns.resume(r);
+                    }
+                    if close {
+                        conns.close(r, Close::AfterFlush);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Moves the held replies the log has acknowledged to the output, in order.
+fn release_held(s: &mut Session, out: &mut Vec<u8>, acked: Lsn) {
+    while let Some((lsn, _)) = s.held.front() {
+        if *lsn > acked {
+            break;
+        }
+        let (_, bytes) = s.held.pop_front().expect("front exists");
+        s.held_bytes -= bytes.len();
+        out.extend_from_slice(&bytes);
+    }
+}
+
 impl Handler for Service {
     type Conn = Conn;
     type Msg = Msg;
@@ -99,6 +214,11 @@ impl Handler for Service {
                 resp: Resp::V2,
                 meta,
                 close_after_reply: false,
+                held: Default::default(),
+                held_bytes: 0,
+                paused_for_log: false,
+                log_waiting: false,
+                close_when_released: false,
             },
         }
     }
@@ -112,6 +232,8 @@ impl Handler for Service {
         }
         let input = io.input;
         let out_limit = io.out_limit();
+        let batch_start = io.out.len();
+        dse_engine::observed_lsn_reset();
         let now = unix_ms();
         let mut clock = Instant::now();
         let mut off = 0;
@@ -146,15 +268,20 @@ impl Handler for Service {
             .meta
             .qbuf
             .store((input.len() - off) as u64, Ordering::Relaxed);
+        let needed = dse_engine::observed_lsn_reset();
+        if needed > 0 || !session.held.is_empty() {
+            self.hold_for_log(cx.loop_index, session, io, batch_start, needed);
+        }
     }
 
     fn closed(&self, _cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
         self.srv.clients.remove(conn.session.id());
     }
 
-    fn message(&self, _cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>, msg: Msg) {
+    fn message(&self, cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>, msg: Msg) {
         match msg {
             Msg::Kill(r) => conns.close(r, Close::Now),
+            Msg::LogAcked(acked) => self.release_for_log(cx.loop_index, conns, acked),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Per-connection state.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -24,6 +25,16 @@ pub struct Session {
     pub meta: Arc<ClientMeta>,
     /// Close once the replies so far are sent (QUIT, CLIENT KILL of oneself).
     pub close_after_reply: bool,
+    /// Replies waiting for the log to acknowledge the writes (or reads) they depend on,
+    /// oldest first; later replies queue behind them so the order never changes.
+    pub held: VecDeque<(dse_engine::Lsn, Vec<u8>)>,
+    pub held_bytes: usize,
+    /// Input was paused because too many replies are held.
+    pub paused_for_log: bool,
+    /// Registered in this loop's `LogWaiters` (exactly one entry while true).
+    pub log_waiting: bool,
+    /// QUIT (or a protocol error) arrived while replies were held: close once released.
+    pub close_when_released: bool,
 }
 
 impl Session {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod connection;
 pub mod introspection;
 pub mod keys;
+pub mod persistence;
 pub mod server;
 pub mod strings;
 
@@ -20,4 +21,5 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     server::COMMANDS,
     config::COMMANDS,
     introspection::COMMANDS,
+    persistence::COMMANDS,
 ];

@@ -1,0 +1,425 @@
+//! Binary encoding of effects (log records) and values (log records and snapshots).
+//!
+//! Lengths and counts are LEB128 varints; integers and deadlines are little-endian
+//! fixed-width. Decoding never trusts a length: every read is bounds-checked, so a
+//! damaged record is an error, never a panic or a huge allocation.
+
+use std::collections::VecDeque;
+
+use dse_engine::{Effect, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed data at byte {at}: {what}")]
+pub struct DecodeError {
+    pub at: usize,
+    pub what: &'static str,
+}
+
+pub fn put_varint(buf: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+pub fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
+    put_varint(buf, b.len() as u64);
+    buf.extend_from_slice(b);
+}
+
+pub fn put_u64(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(&n.to_le_bytes());
+}
+
+const EFFECT_SET_STR: u8 = 1;
+const EFFECT_SET_INT: u8 = 2;
+const EFFECT_SET_VALUE: u8 = 3;
+const EFFECT_DEL: u8 = 4;
+const EFFECT_EXPIRE: u8 = 5;
+const EFFECT_FLUSH_ALL: u8 = 6;
+
+const VALUE_STR: u8 = 0;
+const VALUE_INT: u8 = 1;
+const VALUE_LIST: u8 = 2;
+const VALUE_HASH: u8 = 3;
+const VALUE_SET: u8 = 4;
+const VALUE_ZSET: u8 = 5;
+
+/// Appends the payload of a log record holding `effects`.
+pub fn encode_effects(buf: &mut Vec<u8>, effects: &[Effect<'_>]) {
+    put_varint(buf, effects.len() as u64);
+    for e in effects {
+        match *e {
+            Effect::SetStr {
+                key,
+                parts,
+                expire_at,
+            } => {
+                buf.push(EFFECT_SET_STR);
+                put_bytes(buf, key);
+                put_u64(buf, expire_at);
+                let len: usize = parts.iter().map(|p| p.len()).sum();
+                put_varint(buf, len as u64);
+                for p in parts {
+                    buf.extend_from_slice(p);
+                }
+            }
+            Effect::SetInt {
+                key,
+                value,
+                expire_at,
+            } => {
+                buf.push(EFFECT_SET_INT);
+                put_bytes(buf, key);
+                put_u64(buf, expire_at);
+                put_u64(buf, value as u64);
+            }
+            Effect::SetValue {
+                key,
+                value,
+                expire_at,
+            } => {
+                buf.push(EFFECT_SET_VALUE);
+                put_bytes(buf, key);
+                put_u64(buf, expire_at);
+                encode_value(buf, value);
+            }
+            Effect::Del { key } => {
+                buf.push(EFFECT_DEL);
+                put_bytes(buf, key);
+            }
+            Effect::Expire { key, at } => {
+                buf.push(EFFECT_EXPIRE);
+                put_bytes(buf, key);
+                put_u64(buf, at);
+            }
+            Effect::FlushAll => buf.push(EFFECT_FLUSH_ALL),
+        }
+    }
+}
+
+pub fn encode_value(buf: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Str(s) => {
+            buf.push(VALUE_STR);
+            put_bytes(buf, s);
+        }
+        Value::Int(n) => {
+            buf.push(VALUE_INT);
+            put_u64(buf, *n as u64);
+        }
+        Value::List(l) => {
+            buf.push(VALUE_LIST);
+            put_varint(buf, l.len() as u64);
+            for item in l.iter() {
+                put_bytes(buf, item);
+            }
+        }
+        Value::Hash(h) => {
+            buf.push(VALUE_HASH);
+            put_varint(buf, h.len() as u64);
+            for (k, v) in h.iter() {
+                put_bytes(buf, k);
+                put_bytes(buf, v);
+            }
+        }
+        Value::Set(s) => {
+            buf.push(VALUE_SET);
+            put_varint(buf, s.len() as u64);
+            for m in s.iter() {
+                put_bytes(buf, m);
+            }
+        }
+        Value::ZSet(z) => {
+            buf.push(VALUE_ZSET);
+            put_varint(buf, z.ordered.len() as u64);
+            for m in z.ordered.iter() {
+                put_u64(buf, m.score.to_bits());
+                put_bytes(buf, &m.member);
+            }
+        }
+    }
+}
+
+/// An effect read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoggedEffect {
+    /// Any "the key now holds this value" effect.
+    Set {
+        key: Vec<u8>,
+        value: Value,
+        expire_at: u64,
+    },
+    Del {
+        key: Vec<u8>,
+    },
+    Expire {
+        key: Vec<u8>,
+        at: u64,
+    },
+    FlushAll,
+}
+
+impl LoggedEffect {
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            LoggedEffect::Set { key, .. }
+            | LoggedEffect::Del { key }
+            | LoggedEffect::Expire { key, .. } => Some(key),
+            LoggedEffect::FlushAll => None,
+        }
+    }
+}
+
+/// A bounds-checked reader over a byte slice.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn err(&self, what: &'static str) -> DecodeError {
+        DecodeError { at: self.pos, what }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or(self.err("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+
+    pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            n |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(self.err("varint too long"))
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(self.err("truncated"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.varint()?;
+        self.take(usize::try_from(n).map_err(|_| self.err("length overflow"))?)
+    }
+
+    /// A count of items that each take at least `min_item` bytes: bounded by what is
+    /// left, so a damaged count cannot make us reserve gigabytes.
+    fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+        let n = self.varint()?;
+        let left = (self.buf.len() - self.pos) / min_item.max(1);
+        if n > left as u64 {
+            return Err(self.err("count larger than the data"));
+        }
+        Ok(n as usize)
+    }
+
+    pub fn value(&mut self) -> Result<Value, DecodeError> {
+        Ok(match self.u8()? {
+            VALUE_STR => Value::Str(self.bytes()?.to_vec()),
+            VALUE_INT => Value::Int(self.u64()? as i64),
+            VALUE_LIST => {
+                let n = self.count(1)?;
+                let mut l = VecDeque::with_capacity(n);
+                for _ in 0..n {
+                    l.push_back(self.bytes()?.to_vec());
+                }
+                Value::List(Box::new(l))
+            }
+            VALUE_HASH => {
+                let n = self.count(2)?;
+                let mut h = hashbrown::HashMap::with_capacity_and_hasher(n, Default::default());
+                for _ in 0..n {
+                    let k = self.bytes()?.into();
+                    let v = self.bytes()?.to_vec();
+                    h.insert(k, v);
+                }
+                Value::Hash(Box::new(h))
+            }
+            VALUE_SET => {
+                let n = self.count(1)?;
+                let mut s = hashbrown::HashSet::with_capacity_and_hasher(n, Default::default());
+                for _ in 0..n {
+                    s.insert(self.bytes()?.into());
+                }
+                Value::Set(Box::new(s))
+            }
+            VALUE_ZSET => {
+                let n = self.count(9)?;
+                let mut z = dse_engine::ZSet::default();
+                for _ in 0..n {
+                    let score = f64::from_bits(self.u64()?);
+                    let member: Box<[u8]> = self.bytes()?.into();
+                    z.scores.insert(member.clone(), score);
+                    z.ordered.insert(dse_engine::ScoredMember { score, member });
+                }
+                Value::ZSet(Box::new(z))
+            }
+            _ => return Err(self.err("unknown value type")),
+        })
+    }
+}
+
+/// Decodes a log record's payload.
+pub fn decode_effects(payload: &[u8]) -> Result<Vec<LoggedEffect>, DecodeError> {
+    let mut r = Reader::new(payload);
+    let n = r.count(1)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let e = match r.u8()? {
+            EFFECT_SET_STR => {
+                let key = r.bytes()?.to_vec();
+                let expire_at = r.u64()?;
+                let value = Value::string(r.bytes()?);
+                LoggedEffect::Set {
+                    key,
+                    value,
+                    expire_at,
+                }
+            }
+            EFFECT_SET_INT => {
+                let key = r.bytes()?.to_vec();
+                let expire_at = r.u64()?;
+                let value = Value::Int(r.u64()? as i64);
+                LoggedEffect::Set {
+                    key,
+                    value,
+                    expire_at,
+                }
+            }
+            EFFECT_SET_VALUE => {
+                let key = r.bytes()?.to_vec();
+                let expire_at = r.u64()?;
+                let value = r.value()?;
+                LoggedEffect::Set {
+                    key,
+                    value,
+                    expire_at,
+                }
+            }
+            EFFECT_DEL => LoggedEffect::Del {
+                key: r.bytes()?.to_vec(),
+            },
+            EFFECT_EXPIRE => {
+                let key = r.bytes()?.to_vec();
+                let at = r.u64()?;
+                LoggedEffect::Expire { key, at }
+            }
+            EFFECT_FLUSH_ALL => LoggedEffect::FlushAll,
+            _ => {
+                return Err(DecodeError {
+                    at: r.pos,
+                    what: "unknown effect",
+                });
+            }
+        };
+        out.push(e);
+    }
+    if !r.is_empty() {
+        return Err(DecodeError {
+            at: r.pos,
+            what: "trailing bytes",
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effects_round_trip() {
+        let mut list = VecDeque::new();
+        list.push_back(b"a".to_vec());
+        list.push_back(Vec::new());
+        let list = Value::List(Box::new(list));
+        let effects = [
+            Effect::SetStr {
+                key: b"k",
+                parts: &[b"hel", b"lo"],
+                expire_at: 5,
+            },
+            Effect::SetInt {
+                key: b"n",
+                value: -42,
+                expire_at: 0,
+            },
+            Effect::SetValue {
+                key: b"l",
+                value: &list,
+                expire_at: 0,
+            },
+            Effect::Del { key: b"gone" },
+            Effect::Expire { key: b"k", at: 99 },
+            Effect::FlushAll,
+        ];
+        let mut buf = Vec::new();
+        encode_effects(&mut buf, &effects);
+        let back = decode_effects(&buf).unwrap();
+        assert_eq!(
+            back,
+            vec![
+                LoggedEffect::Set {
+                    key: b"k".to_vec(),
+                    value: Value::Str(b"hello".to_vec()),
+                    expire_at: 5
+                },
+                LoggedEffect::Set {
+                    key: b"n".to_vec(),
+                    value: Value::Int(-42),
+                    expire_at: 0
+                },
+                LoggedEffect::Set {
+                    key: b"l".to_vec(),
+                    value: list.clone(),
+                    expire_at: 0
+                },
+                LoggedEffect::Del {
+                    key: b"gone".to_vec()
+                },
+                LoggedEffect::Expire {
+                    key: b"k".to_vec(),
+                    at: 99
+                },
+                LoggedEffect::FlushAll,
+            ]
+        );
+        // Every truncation is an error, never a panic.
+        for cut in 0..buf.len() {
+            assert!(decode_effects(&buf[..cut]).is_err());
+        }
+    }
+}
