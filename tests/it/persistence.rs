@@ -86,7 +86,7 @@ fn writer(port: u16, id: usize, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>
                     Err(_) => return,
                 }
             }
-            8 => {
+            8 if i > 1 => {
                 // Delete an earlier key of ours that was acknowledged.
                 let target = format!("c{cycle}:w{id}:{}", rng.random_range(1..i));
                 let prior = ledger.lock().unwrap().keys.get(&target).cloned();
@@ -104,7 +104,7 @@ fn writer(port: u16, id: usize, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>
                 }
                 ledger.lock().unwrap().keys.insert(target, Known::Deleted);
             }
-            _ => {
+            _ if i > 1 => {
                 let target = format!("c{cycle}:w{id}:{}", rng.random_range(1..i));
                 let prior = ledger.lock().unwrap().keys.get(&target).cloned();
                 let Some(Known::Value(_)) = prior else {
@@ -117,6 +117,7 @@ fn writer(port: u16, id: usize, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>
                     Err(_) => return,
                 }
             }
+            _ => {}
         }
     }
 }
@@ -196,7 +197,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("wal-"))
+                .is_some_and(|n| n.starts_with("wal-") && n.ends_with(".log"))
         })
         .collect();
     v.sort();
@@ -385,7 +386,14 @@ fn full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
     std::fs::create_dir_all(&data).unwrap();
     let mut srv = Server::launch_in(
         data.clone(),
-        &["--appendfsync", "always", "--snapshot-interval", "0"],
+        &[
+            "--appendfsync",
+            "always",
+            "--snapshot-interval",
+            "0",
+            "--wal-segment-size",
+            "128kb",
+        ],
     );
     let mut c = srv.client();
     let value = "x".repeat(4000);
