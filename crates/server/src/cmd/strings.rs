@@ -542,7 +542,7 @@ fn mget(ctx: &mut Ctx, a: Args) -> CmdResult {
 /// Sets every key/value pair of `a` atomically, as one journal record; with `only_new`,
 /// only when none of the keys exists. Returns whether it set them.
 fn mset_all(ctx: &mut Ctx, a: &Args, only_new: bool, cmd_name: &str) -> Result<bool, CmdError> {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return Err(CmdError::Arity(cmd_name.to_string()));
     }
     let store = &ctx.srv.store;
@@ -951,4 +951,167 @@ fn lcs(ctx: &mut Ctx, a: Args) -> CmdResult {
         ctx.out.bulk(&result);
     }
     Ok(())
+}
+
+/// Commands run against a store that holds a key of another type. No command can create
+/// one yet, so the WRONGTYPE paths are checked here, below the network layer.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dse_engine::Value;
+    use dse_net::ConnRef;
+    use dse_proto::{Args, Reply, Resp};
+
+    use crate::clients::ClientMeta;
+    use crate::command::Ctx;
+    use crate::config::Config;
+    use crate::server::{Server, unix_ms};
+    use crate::session::Session;
+
+    fn server() -> Server {
+        let config = Config::load(["dse-server"]).expect("default config");
+        Server::new(config, None)
+    }
+
+    /// Runs one command as the service does and returns its raw reply.
+    fn run(srv: &Server, argv: &[&[u8]]) -> String {
+        let mut base = Vec::new();
+        let mut ranges = Vec::new();
+        for a in argv {
+            ranges.push(base.len()..base.len() + a.len());
+            base.extend_from_slice(a);
+        }
+        let args = Args::from_parts(&base, &ranges);
+        let conn = ConnRef {
+            loop_index: 0,
+            token: 0,
+            id: 1,
+        };
+        let mut sess = Session {
+            conn,
+            resp: Resp::V2,
+            meta: Arc::new(ClientMeta::new(conn, String::new(), String::new(), 0)),
+            close_after_reply: false,
+        };
+        let mut buf = Vec::new();
+        let mut out = Reply::new(&mut buf, Resp::V2);
+        match srv.table.resolve(&args) {
+            Err(e) => out.error(&e.message()),
+            Ok(idx) => {
+                let mut ctx = Ctx {
+                    srv,
+                    sess: &mut sess,
+                    out: &mut out,
+                    now: unix_ms(),
+                    cmd: idx,
+                    loop_index: 0,
+                };
+                if let Err(e) = (srv.table.specs[idx].handler)(&mut ctx, args) {
+                    ctx.error(&e);
+                }
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    fn put_list(srv: &Server, key: &[u8]) {
+        let h = srv.store.hash(key);
+        let list = Value::List(Box::new([b"x".to_vec()].into_iter().collect()));
+        srv.store
+            .write(h)
+            .put(key, h, list, dse_engine::Expiry::None, 0)
+            .unwrap();
+    }
+
+    const WRONGTYPE: &str =
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+
+    #[test]
+    fn string_commands_refuse_other_types() {
+        let srv = server();
+        put_list(&srv, b"l");
+        run(&srv, &[b"SET", b"s", b"abc"]);
+        let refused: &[&[&[u8]]] = &[
+            &[b"GET", b"l"],
+            &[b"SET", b"l", b"v", b"GET"],
+            &[b"GETSET", b"l", b"v"],
+            &[b"GETDEL", b"l"],
+            &[b"GETEX", b"l"],
+            &[b"GETEX", b"l", b"EX", b"0"],
+            &[b"GETEX", b"l", b"PERSIST"],
+            &[b"APPEND", b"l", b"x"],
+            &[b"STRLEN", b"l"],
+            &[b"GETRANGE", b"l", b"0", b"-1"],
+            &[b"SUBSTR", b"l", b"0", b"-1"],
+            &[b"SETRANGE", b"l", b"0", b"x"],
+            &[b"SETRANGE", b"l", b"0", b""],
+            &[b"INCR", b"l"],
+            &[b"DECR", b"l"],
+            &[b"INCRBY", b"l", b"2"],
+            &[b"DECRBY", b"l", b"2"],
+            &[b"INCRBYFLOAT", b"l", b"1.5"],
+            &[b"INCRBYFLOAT", b"l", b"abc"],
+        ];
+        for argv in refused {
+            assert_eq!(run(&srv, argv), WRONGTYPE, "{argv:?}");
+        }
+        // Argument errors come first where Redis checks them first.
+        assert_eq!(
+            run(&srv, &[b"INCRBY", b"l", b"x"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(
+            run(&srv, &[b"GETEX", b"l", b"FOO"]),
+            "-ERR syntax error\r\n"
+        );
+        assert_eq!(
+            run(&srv, &[b"SETRANGE", b"l", b"-1", b"x"]),
+            "-ERR offset is out of range\r\n"
+        );
+        for argv in [
+            &[b"LCS".as_slice(), b"l", b"s"][..],
+            &[b"LCS", b"s", b"l", b"LEN"],
+            &[b"LCS", b"l", b"l", b"FOO"],
+        ] {
+            assert_eq!(
+                run(&srv, argv),
+                "-ERR The specified keys must contain string values\r\n"
+            );
+        }
+        // MGET answers nil for a key of another type.
+        assert_eq!(
+            run(&srv, &[b"MGET", b"s", b"l", b"none"]),
+            "*3\r\n$3\r\nabc\r\n$-1\r\n$-1\r\n"
+        );
+        // Writes that replace the value whatever its type.
+        assert_eq!(run(&srv, &[b"SETNX", b"l", b"v"]), ":0\r\n");
+        assert_eq!(run(&srv, &[b"MSETNX", b"l", b"v", b"new", b"v"]), ":0\r\n");
+        assert_eq!(run(&srv, &[b"SET", b"l", b"v"]), "+OK\r\n");
+        assert_eq!(run(&srv, &[b"GET", b"l"]), "$1\r\nv\r\n");
+        for (i, overwrite) in [
+            &[b"SETEX".as_slice(), b"l", b"100", b"w"][..],
+            &[b"PSETEX", b"l", b"100000", b"w"],
+            &[b"MSET", b"l", b"w"],
+        ]
+        .iter()
+        .enumerate()
+        {
+            put_list(&srv, b"l");
+            assert_eq!(run(&srv, overwrite), "+OK\r\n", "{i}");
+            assert_eq!(run(&srv, &[b"GET", b"l"]), "$1\r\nw\r\n");
+        }
+        // The refused commands left the list alone.
+        put_list(&srv, b"l2");
+        run(&srv, &[b"APPEND", b"l2", b"x"]);
+        run(&srv, &[b"INCR", b"l2"]);
+        let h = srv.store.hash(b"l2");
+        assert_eq!(
+            srv.store
+                .read(h)
+                .get(b"l2", h, 0)
+                .map(|e| e.value().type_name()),
+            Some("list")
+        );
+    }
 }
