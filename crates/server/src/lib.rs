@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod command;
 pub mod config;
 pub mod info;
+pub mod long_double;
 pub mod server;
 pub mod service;
 pub mod session;
