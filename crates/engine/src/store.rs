@@ -506,6 +506,11 @@ impl Store {
         st
     }
 
+    /// Zeroes the counters [`Store::stats`] reports (CONFIG RESETSTAT).
+    pub fn reset_stats(&self) {
+        self.expired.store(0, Ordering::Relaxed);
+    }
+
     /// Number of keys (including expired keys not yet removed, as Redis's DBSIZE).
     pub fn len(&self) -> usize {
         self.shards

@@ -29,7 +29,7 @@ use crate::service::Service;
 
 /// Descriptors kept for things other than clients (listeners, logs, epoll, files),
 /// as Redis's CONFIG_MIN_RESERVED_FDS.
-const RESERVED_FDS: usize = 32;
+pub const RESERVED_FDS: usize = 32;
 
 /// Runs the server until SIGINT, SIGTERM or SHUTDOWN.
 pub fn main() -> ExitCode {

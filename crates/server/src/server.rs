@@ -1,7 +1,7 @@
 //! State shared by every loop: the store, the command table, run-time settings,
 //! statistics and the client registry.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +54,29 @@ pub struct Runtime {
     pub limits_gen: AtomicU64,
     /// Active expiry can be switched off (DEBUG SET-ACTIVE-EXPIRE 0), as in Redis.
     pub active_expire: AtomicBool,
+    /// CONFIG SET and CONFIG REWRITE run one at a time, so a multi-parameter SET is
+    /// atomic with respect to other CONFIG commands.
+    pub config_lock: Mutex<()>,
+    /// `loglevel` as last set (the log filter itself is fixed at start-up).
+    pub loglevel: Mutex<String>,
+    /// `client-output-buffer-limit` per class (normal, replica, pubsub) as (hard, soft,
+    /// soft seconds). The normal class's hard limit lives in `NetShared`; the rest is
+    /// kept for CONFIG GET and REWRITE until replicas and pub/sub exist.
+    pub client_output_limits: Mutex<[(u64, u64, u64); 3]>,
+    /// `appendonly`, `appendfsync` and `save` (seconds, changes) as configured, for the
+    /// persistence layer to read.
+    pub appendonly: AtomicBool,
+    pub appendfsync: Mutex<String>,
+    pub save_points: Mutex<Vec<(u64, u64)>>,
+    /// `lazyfree-lazy-user-flush`: FLUSHALL/FLUSHDB without a mode free asynchronously.
+    pub lazyfree_lazy_user_flush: AtomicBool,
+    /// Highest `used_memory` INFO has seen.
+    pub peak_memory: AtomicU64,
+    /// Added to the count of successful write commands to give the changes since the
+    /// last save (see `info::changes_since_save`).
+    pub changes_offset: AtomicI64,
+    /// Replication ID reported by INFO replication.
+    pub replid: String,
 }
 
 /// Counters one loop writes and anyone reads. Single writer: increments are a load and a
@@ -194,6 +217,20 @@ impl Server {
                 maxmemory_policy: Mutex::new("noeviction".into()),
                 limits_gen: AtomicU64::new(0),
                 active_expire: AtomicBool::new(true),
+                config_lock: Mutex::new(()),
+                loglevel: Mutex::new(config.loglevel.clone()),
+                client_output_limits: Mutex::new([
+                    (config.client_output_buffer_limit, 0, 0),
+                    (256 << 20, 64 << 20, 60),
+                    (32 << 20, 8 << 20, 60),
+                ]),
+                appendonly: AtomicBool::new(false),
+                appendfsync: Mutex::new("everysec".into()),
+                save_points: Mutex::new(Vec::new()),
+                lazyfree_lazy_user_flush: AtomicBool::new(false),
+                peak_memory: AtomicU64::new(0),
+                changes_offset: AtomicI64::new(0),
+                replid: random_hex(40),
             },
             table,
             stats,
