@@ -139,7 +139,7 @@ fn check(srv: &Server, ledger: &mut Ledger) {
         }
     }
     for (key, (acked, in_flight)) in ledger.counters.iter_mut() {
-        let got: Option<i64> = con.get(&*key).unwrap();
+        let got: Option<i64> = con.get(key).unwrap();
         let got = got.unwrap_or(0);
         assert!(
             got >= *acked && got <= *acked + *in_flight,
@@ -164,7 +164,7 @@ fn check(srv: &Server, ledger: &mut Ledger) {
     }
     for (key, known) in ledger.keys.iter_mut() {
         if let Known::Either(..) = known {
-            let got: Option<String> = con.get(&*key).unwrap();
+            let got: Option<String> = con.get(key).unwrap();
             *known = match got {
                 Some(v) => Known::Value(v),
                 None => Known::Deleted,

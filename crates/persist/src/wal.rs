@@ -436,10 +436,7 @@ impl Wal {
                     return Err(e.clone());
                 }
                 let capacity = self.segment_size.max(need + SEGMENT_HEADER as u64);
-                match self.make_spare(&mut st, capacity) {
-                    Ok(s) => s,
-                    Err(e) => return Err(e),
-                }
+                self.make_spare(&mut st, capacity)?
             }
         };
         Ok(Arc::new(SegSlot {

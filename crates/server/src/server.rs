@@ -248,6 +248,35 @@ impl Server {
         }
     }
 
+    /// A server over an empty store with persistence off, in a fresh temporary
+    /// directory, for tests that run commands below the network layer.
+    #[cfg(test)]
+    pub fn for_tests() -> Server {
+        use std::sync::atomic::AtomicUsize;
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let mut config = Config::load(["dse-server"]).expect("default config");
+        config.data = std::env::temp_dir().join(format!(
+            "dse-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&config.data);
+        let (persist, store, _) = Persistence::open(
+            dse_persist::PersistOptions {
+                dir: config.data.clone(),
+                appendonly: false,
+                fsync: dse_persist::FsyncPolicy::No,
+                snapshot_interval: 0,
+                recovery: dse_persist::RecoveryMode::Strict,
+                segment_size: 1 << 20,
+                shards: config.shards,
+            },
+            Arc::new(dse_persist::StdFs),
+        )
+        .expect("persistence in a temporary directory");
+        Server::new(config, None, Arc::new(store), persist)
+    }
+
     /// Asks the main thread to shut the server down.
     pub fn request_shutdown(&self, why: Shutdown) {
         let mut s = self.shutdown.lock();

@@ -209,17 +209,7 @@ impl Handler for Service {
                 ranges: Vec::new(),
                 limits_gen: self.srv.runtime.limits_gen.load(Ordering::Relaxed),
             },
-            session: Session {
-                conn: info.conn,
-                resp: Resp::V2,
-                meta,
-                close_after_reply: false,
-                held: Default::default(),
-                held_bytes: 0,
-                paused_for_log: false,
-                log_waiting: false,
-                close_when_released: false,
-            },
+            session: Session::new(info.conn, meta),
         }
     }
 

@@ -38,6 +38,20 @@ pub struct Session {
 }
 
 impl Session {
+    pub fn new(conn: ConnRef, meta: Arc<ClientMeta>) -> Session {
+        Session {
+            conn,
+            resp: Resp::V2,
+            meta,
+            close_after_reply: false,
+            held: Default::default(),
+            held_bytes: 0,
+            paused_for_log: false,
+            log_waiting: false,
+            close_when_released: false,
+        }
+    }
+
     pub fn id(&self) -> u64 {
         self.conn.id
     }

@@ -965,13 +965,11 @@ mod tests {
 
     use crate::clients::ClientMeta;
     use crate::command::Ctx;
-    use crate::config::Config;
     use crate::server::{Server, unix_ms};
     use crate::session::Session;
 
     fn server() -> Server {
-        let config = Config::load(["dse-server"]).expect("default config");
-        Server::new(config, None)
+        Server::for_tests()
     }
 
     /// Runs one command as the service does and returns its raw reply.
@@ -988,12 +986,10 @@ mod tests {
             token: 0,
             id: 1,
         };
-        let mut sess = Session {
+        let mut sess = Session::new(
             conn,
-            resp: Resp::V2,
-            meta: Arc::new(ClientMeta::new(conn, String::new(), String::new(), 0)),
-            close_after_reply: false,
-        };
+            Arc::new(ClientMeta::new(conn, String::new(), String::new(), 0)),
+        );
         let mut buf = Vec::new();
         let mut out = Reply::new(&mut buf, Resp::V2);
         match srv.table.resolve(&args) {
