@@ -61,8 +61,8 @@ fn set_errors_are_redis_errors() {
             "-ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction",
         ),
         (
-            &["CONFIG", "SET", "appendonly", "maybe"],
-            "-ERR CONFIG SET failed (possibly related to argument 'appendonly') - argument must be 'yes' or 'no'",
+            &["CONFIG", "SET", "lazyfree-lazy-user-flush", "maybe"],
+            "-ERR CONFIG SET failed (possibly related to argument 'lazyfree-lazy-user-flush') - argument must be 'yes' or 'no'",
         ),
         (
             &["CONFIG", "SET", "save", "900"],
@@ -132,7 +132,6 @@ fn set_then_get_round_trips() {
         ("timeout", "70", "70"),
         ("hz", "1000", "500"),
         ("hz", "0", "1"),
-        ("appendonly", "YES", "yes"),
         ("appendfsync", "always", "always"),
         ("save", "900 1 300 10", "900 1 300 10"),
         ("save", "", ""),
@@ -356,4 +355,21 @@ fn help_lists_subcommands() {
         "*11\r\n+CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+GET <pattern>\r\n"
     ));
     assert!(help.ends_with("+HELP\r\n+    Prints this help.\r\n"));
+}
+
+#[test]
+fn appendfsync_changes_the_log_policy() {
+    let srv = Server::start();
+    let mut r = srv.raw();
+    let info = |r: &mut crate::util::Raw| r.call(&["INFO", "persistence"]);
+    assert!(info(&mut r).contains("aof_fsync:everysec"));
+    assert_eq!(
+        r.call(&["CONFIG", "SET", "appendfsync", "always"]),
+        "+OK\r\n"
+    );
+    assert!(info(&mut r).contains("aof_fsync:always"));
+    // Writes still get acknowledged under the new policy (after an fsync).
+    assert_eq!(r.call(&["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(r.call(&["CONFIG", "SET", "save", "3600 1"]), "+OK\r\n");
+    assert!(info(&mut r).contains("snapshot_interval:3600"));
 }

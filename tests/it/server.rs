@@ -56,7 +56,8 @@ fn info_sections() {
     assert_eq!(field(&default, "role").as_deref(), Some("master"));
     assert_eq!(field(&default, "connected_clients").as_deref(), Some("1"));
     assert_eq!(field(&default, "loading").as_deref(), Some("0"));
-    assert_eq!(field(&default, "aof_enabled").as_deref(), Some("0"));
+    // The write-ahead log is on by default (--appendonly yes).
+    assert_eq!(field(&default, "aof_enabled").as_deref(), Some("1"));
     assert_eq!(field(&default, "cluster_enabled").as_deref(), Some("0"));
     assert!(
         field(&default, "used_memory_rss")

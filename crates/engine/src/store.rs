@@ -537,6 +537,9 @@ impl Store {
         mut visit: impl FnMut(&Entry),
     ) -> ScanCursor {
         let count = count.max(1);
+        // Empty slots cost a look each; bound them too, so a sparse shard cannot make
+        // one call walk the whole slab.
+        let budget = count.saturating_mul(10);
         let mut shard = (cursor & 0xffff) as usize;
         let mut slot = (cursor >> 16) as usize;
         if shard >= self.shards.len() {
@@ -548,7 +551,7 @@ impl Store {
             {
                 let g = self.shards[shard].data.read();
                 let end = g.entries.capacity();
-                while slot < end && visited < count && examined < count * 10 {
+                while slot < end && visited < count && examined < budget {
                     if let Some(e) = g.entries.get(slot)
                         && e.is_live(now)
                     {
@@ -566,7 +569,7 @@ impl Store {
             if shard == self.shards.len() {
                 return 0;
             }
-            if visited >= count || examined >= count * 10 {
+            if visited >= count || examined >= budget {
                 return ((slot as u64) << 16) | shard as u64;
             }
         }

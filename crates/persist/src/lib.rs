@@ -99,6 +99,8 @@ pub struct Persistence {
     status: Mutex<SaveStatus>,
     /// Segments a run without a log replayed: removed by the next snapshot.
     stale_segments: Mutex<Vec<wal::SegmentMeta>>,
+    /// Seconds between automatic snapshots (0: none); CONFIG SET save changes it.
+    snapshot_interval: AtomicU64,
     stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     _lock: File,
@@ -170,6 +172,7 @@ impl Persistence {
                 ..Default::default()
             }),
             stale_segments: Mutex::new(stale),
+            snapshot_interval: AtomicU64::new(opts.snapshot_interval),
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             _lock: lock,
@@ -234,25 +237,32 @@ impl Persistence {
                     .expect("spawn the log sync thread"),
             );
         }
-        if self.opts.snapshot_interval > 0 {
-            let me = self.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("dse-snapshots".into())
-                    .spawn(move || me.snapshot_timer(&store))
-                    .expect("spawn the snapshot thread"),
-            );
-        }
+        let me = self.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("dse-snapshots".into())
+                .spawn(move || me.snapshot_timer(&store))
+                .expect("spawn the snapshot thread"),
+        );
+    }
+
+    /// Seconds between automatic snapshots; 0 disables them.
+    pub fn snapshot_interval(&self) -> u64 {
+        self.snapshot_interval.load(Ordering::Relaxed)
+    }
+
+    pub fn set_snapshot_interval(&self, secs: u64) {
+        self.snapshot_interval.store(secs, Ordering::Relaxed);
     }
 
     fn snapshot_timer(&self, store: &Store) {
-        let interval = Duration::from_secs(self.opts.snapshot_interval);
         let mut waited = Duration::ZERO;
         let tick = Duration::from_millis(100);
         while !self.stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
             waited += tick;
-            if waited >= interval {
+            let interval = self.snapshot_interval();
+            if interval > 0 && waited >= Duration::from_secs(interval) {
                 waited = Duration::ZERO;
                 if self.changes_since_save() > 0 && !self.bgsave_running.load(Ordering::Acquire) {
                     let _ = self.snapshot(store);

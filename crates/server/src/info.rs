@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use crate::command::flag;
 use crate::server::{REDIS_VERSION, Server, unix_ms, unix_us};
 
 /// Appends one section's header and fields.
@@ -244,42 +243,9 @@ pub fn bytes_to_human(n: u64) -> String {
     format!("{n}B")
 }
 
-/// Write commands that succeeded, over all loops since start or the last RESETSTAT.
-fn successful_writes(srv: &Server) -> u64 {
-    let mut n = 0u64;
-    for (idx, spec) in srv.table.specs.iter().enumerate() {
-        if spec.flags & flag::WRITE == 0 {
-            continue;
-        }
-        for l in srv.stats.loops.iter() {
-            let c = &l.cmd[idx];
-            let calls = c.calls.load(Ordering::Relaxed);
-            n += calls.saturating_sub(c.failed.load(Ordering::Relaxed));
-        }
-    }
-    n
-}
-
-/// `rdb_changes_since_last_save`: write commands that succeeded since the last save
-/// (Redis counts changed keys; dse counts commands until the journal counts changes).
-pub fn changes_since_save(srv: &Server) -> u64 {
-    let offset = srv.runtime.changes_offset.load(Ordering::Relaxed);
-    (successful_writes(srv) as i64)
-        .saturating_add(offset)
-        .max(0) as u64
-}
-
-/// Records a completed save at `unix_secs`: LASTSAVE and the change count start again.
-pub fn mark_saved(srv: &Server, unix_secs: u64) {
-    let done = successful_writes(srv) as i64;
-    srv.runtime.changes_offset.store(-done, Ordering::Relaxed);
-    srv.last_save_unix.store(unix_secs, Ordering::Relaxed);
-}
-
-/// Zeroes what CONFIG RESETSTAT resets, keeping the change count since the last save
-/// (which Redis does not reset).
+/// Zeroes what CONFIG RESETSTAT resets (not the change count since the last save, which
+/// Redis keeps).
 pub fn reset_stats(srv: &Server) {
-    let changes = changes_since_save(srv);
     srv.stats.reset();
     srv.stats.ops_samples.lock().clear();
     srv.store.reset_stats();
@@ -293,31 +259,46 @@ pub fn reset_stats(srv: &Server) {
             c.store(0, Ordering::Relaxed);
         }
     }
-    srv.runtime.changes_offset.store(
-        changes as i64 - successful_writes(srv) as i64,
-        Ordering::Relaxed,
-    );
 }
 
-/// Persistence. The write-ahead log adds its fields here (aof_enabled, sizes, fsync
-/// state) when it lands.
+/// Persistence: Redis's fields for what they mean here (snapshots are the "rdb", the
+/// write-ahead log the "aof"), then the log's own figures.
 fn persistence(srv: &Server, out: &mut String) {
+    let p = &srv.persist;
+    let st = p.status();
+    let ok = |b: bool| if b { "ok" } else { "err" };
     out.push_str("# Persistence\r\n");
     field(out, "loading", 0);
     field(out, "async_loading", 0);
-    field(out, "rdb_changes_since_last_save", changes_since_save(srv));
-    field(out, "rdb_bgsave_in_progress", 0);
-    field(
-        out,
-        "rdb_last_save_time",
-        srv.last_save_unix.load(Ordering::Relaxed),
-    );
-    field(out, "rdb_last_bgsave_status", "ok");
-    field(out, "aof_enabled", 0);
+    field(out, "rdb_changes_since_last_save", p.changes_since_save());
+    field(out, "rdb_bgsave_in_progress", p.bgsave_in_progress() as u8);
+    field(out, "rdb_last_save_time", st.last_save_unix);
+    field(out, "rdb_last_bgsave_status", ok(st.last_ok));
+    field(out, "rdb_last_bgsave_time_sec", st.last_duration_ms / 1000);
+    field(out, "rdb_saves", st.saves);
+    field(out, "rdb_last_save_keys", st.last_keys);
+    field(out, "rdb_last_save_bytes", st.last_bytes);
+    field(out, "snapshot_interval", p.snapshot_interval());
+    field(out, "aof_enabled", p.wal().is_some() as u8);
     field(out, "aof_rewrite_in_progress", 0);
     field(out, "aof_rewrite_scheduled", 0);
     field(out, "aof_last_bgrewrite_status", "ok");
-    field(out, "aof_last_write_status", "ok");
+    match p.wal() {
+        Some(w) => {
+            let ws = w.stats();
+            field(out, "aof_last_write_status", ok(ws.failure.is_none()));
+            field(out, "aof_current_size", ws.bytes);
+            field(out, "aof_fsync", w.policy().name());
+            field(out, "wal_segments", ws.segments);
+            field(out, "wal_bytes", ws.bytes);
+            field(out, "wal_fsyncs", ws.fsyncs);
+            field(out, "wal_written_lsn", ws.written_lsn);
+            field(out, "wal_durable_lsn", ws.durable_lsn);
+            field(out, "wal_last_error", ws.failure.as_deref().unwrap_or(""));
+        }
+        None => field(out, "aof_last_write_status", "ok"),
+    }
+    field(out, "wal_assigned_lsn", p.assigned());
 }
 
 fn stats(srv: &Server, out: &mut String) {

@@ -1,7 +1,7 @@
 //! State shared by every loop: the store, the command table, run-time settings,
 //! statistics and the client registry.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -65,16 +65,12 @@ pub struct Runtime {
     pub client_output_limits: Mutex<[(u64, u64, u64); 3]>,
     /// `appendonly`, `appendfsync` and `save` (seconds, changes) as configured, for the
     /// persistence layer to read.
-    pub appendonly: AtomicBool,
     pub appendfsync: Mutex<String>,
     pub save_points: Mutex<Vec<(u64, u64)>>,
     /// `lazyfree-lazy-user-flush`: FLUSHALL/FLUSHDB without a mode free asynchronously.
     pub lazyfree_lazy_user_flush: AtomicBool,
     /// Highest `used_memory` INFO has seen.
     pub peak_memory: AtomicU64,
-    /// Added to the count of successful write commands to give the changes since the
-    /// last save (see `info::changes_since_save`).
-    pub changes_offset: AtomicI64,
     /// Replication ID reported by INFO replication.
     pub replid: String,
 }
@@ -182,7 +178,6 @@ pub struct Server {
     pub config_file: Option<std::path::PathBuf>,
     pub shutdown: Mutex<Option<Shutdown>>,
     pub shutdown_cv: Condvar,
-    pub last_save_unix: AtomicU64,
 }
 
 impl Server {
@@ -224,12 +219,14 @@ impl Server {
                     (256 << 20, 64 << 20, 60),
                     (32 << 20, 8 << 20, 60),
                 ]),
-                appendonly: AtomicBool::new(false),
-                appendfsync: Mutex::new("everysec".into()),
-                save_points: Mutex::new(Vec::new()),
+                appendfsync: Mutex::new(config.appendfsync.name().into()),
+                save_points: Mutex::new(if config.snapshot_interval > 0 {
+                    vec![(config.snapshot_interval, 1)]
+                } else {
+                    Vec::new()
+                }),
                 lazyfree_lazy_user_flush: AtomicBool::new(false),
                 peak_memory: AtomicU64::new(0),
-                changes_offset: AtomicI64::new(0),
                 replid: random_hex(40),
             },
             table,
@@ -243,7 +240,6 @@ impl Server {
             config_file,
             shutdown: Mutex::new(None),
             shutdown_cv: Condvar::new(),
-            last_save_unix: AtomicU64::new(unix_ms() / 1000),
             config,
         }
     }

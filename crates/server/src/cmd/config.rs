@@ -167,19 +167,18 @@ static PARAMS: &[Param] = &[
         |s| s.runtime.appendfsync.lock().clone(),
         |_, v| {
             let v = one_of(v, APPENDFSYNC)?;
-            Ok(Box::new(move |s| *s.runtime.appendfsync.lock() = v.into()))
-        },
-    ),
-    mutable(
-        "appendonly",
-        |s| yes_no(s.runtime.appendonly.load(Ordering::Relaxed)),
-        |_, v| {
-            let on = parse_yes_no(v)?;
             Ok(Box::new(move |s| {
-                s.runtime.appendonly.store(on, Ordering::Relaxed)
+                *s.runtime.appendfsync.lock() = v.into();
+                if let (Some(wal), Some(policy)) =
+                    (s.persist.wal(), dse_persist::FsyncPolicy::parse(v))
+                {
+                    wal.set_policy(policy);
+                }
             }))
         },
     ),
+    // The log is opened (and replayed) at start; turning it on or off is a restart.
+    fixed("appendonly", |s| yes_no(s.persist.wal().is_some())),
     fixed("bind", |s| s.config.bind.join(" ")),
     mutable(
         "client-output-buffer-limit",
@@ -537,7 +536,13 @@ fn set_save_points(_srv: &Server, v: &str) -> Result<Apply, Cow<'static, str>> {
             _ => return Err(invalid()),
         }
     }
-    Ok(Box::new(move |s| *s.runtime.save_points.lock() = points))
+    // A snapshot is taken every `interval` seconds when anything changed: the shortest
+    // save point's period, with any change count treated as "at least one".
+    let interval = points.iter().map(|&(secs, _)| secs).min().unwrap_or(0);
+    Ok(Box::new(move |s| {
+        *s.runtime.save_points.lock() = points;
+        s.persist.set_snapshot_interval(interval);
+    }))
 }
 
 /// `CONFIG GET parameter [parameter ...]` → a map of the parameters named or matching

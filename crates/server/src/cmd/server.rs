@@ -176,8 +176,7 @@ fn time(ctx: &mut Ctx, _a: Args) -> CmdResult {
 
 /// `LASTSAVE` → the Unix time of the last save (start-up until persistence saves).
 fn lastsave(ctx: &mut Ctx, _a: Args) -> CmdResult {
-    ctx.out
-        .int(ctx.srv.last_save_unix.load(Ordering::Relaxed) as i64);
+    ctx.out.int(ctx.srv.persist.status().last_save_unix as i64);
     Ok(())
 }
 
