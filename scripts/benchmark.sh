@@ -240,7 +240,9 @@ section_network() {
     done
     for p in 1 16; do
         log "bench-throughput -c 50 -P $p, 90% GET"
-        "$BIN/bench-throughput" -s "dse=127.0.0.1:$DSE_PORT" -s "redis=127.0.0.1:$REDIS_PORT" \
+        "$BIN/bench-throughput" \
+            -s "dse=127.0.0.1:$DSE_PORT" --pid "${SERVER_PID[dse]}" \
+            -s "redis=127.0.0.1:$REDIS_PORT" --pid "${SERVER_PID[redis]}" \
             -c 50 -P "$p" --reads 90 -r "$KEYSPACE" --rounds "$ROUNDS" \
             --duration "$TP_SECONDS" --report "$ROWS"
     done
@@ -273,18 +275,18 @@ print_table() {
             return out
         }
         function show(x, unit) {
-            if (unit == "ops/s") return rate(x)
+            if (unit ~ /^ops/) return rate(x)
             if (unit == "B/conn") return sprintf("%.0f", x)
             return sprintf("%.3f", x)
         }
         BEGIN {
-            printf "%-8s %-48s %-7s %13s %13s %9s  %s\n", "section", "metric", "unit",
+            printf "%-8s %-52s %-9s %13s %13s %9s  %s\n", "section", "metric", "unit",
                 "dse", "baseline", "dse/base", "better"
         }
         {
-            better = ($3 == "ops/s") ? "higher" : "lower"
+            better = ($3 ~ /^ops/) ? "higher" : "lower"
             r = ($5 + 0 == 0) ? "n/a" : sprintf("%.2f", $4 / $5)
-            printf "%-8s %-48s %-7s %13s %13s %9s  %s\n", $1, $2, $3, show($4, $3),
+            printf "%-8s %-52s %-9s %13s %13s %9s  %s\n", $1, $2, $3, show($4, $3),
                 show($5, $3), r, better
         }' "$ROWS" | tee "$OUT/summary.txt"
     echo "(rows, tool output and server logs: $OUT)"

@@ -277,9 +277,43 @@ pub fn rss_bytes(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
 }
 
+/// CPU time the calling thread has used.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass and reads nothing else.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU time (user and system) process `pid` has used, from /proc (Linux), at the kernel's
+/// clock-tick resolution (10 ms).
+pub fn process_cpu_time(pid: u32) -> Result<Duration, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+        return Err(format!("unexpected /proc/{pid}/stat: {stat}"));
+    };
+    // SAFETY: sysconf only reads its argument.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    Ok(Duration::from_nanos((user + system) * 1_000_000_000 / hz))
+}
+
 /// Rows of the benchmark script's summary table: `section, metric, unit, value, baseline`
 /// separated by tabs, one line per row. The unit says which way is better (`ops/s`: higher,
-/// `ms`, `us`, `B/conn`: lower).
+/// `ms`, `B/conn`: lower; units that start with "ops": higher).
 pub struct Report {
     file: Option<std::fs::File>,
 }
@@ -384,6 +418,17 @@ mod tests {
         assert_eq!(key, b"key:000000000042");
         assert_eq!(fmt_rate(1234567.4), "1,234,567");
         assert_eq!(fmt_rate(999.0), "999");
+    }
+
+    #[test]
+    fn cpu_times_advance() {
+        let start = thread_cpu_time();
+        let mut x = 0u64;
+        while thread_cpu_time() - start < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let own = process_cpu_time(std::process::id()).unwrap();
+        assert!(own >= Duration::from_millis(10), "{own:?}");
     }
 
     #[test]

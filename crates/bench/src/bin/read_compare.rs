@@ -14,8 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dse_bench::{Report, Rng, fmt_rate, fmt_ratio, median, parse_list, ratio, write_key};
+use dse_bench::{
+    Report, Rng, fmt_rate, fmt_ratio, median, parse_list, ratio, thread_cpu_time, write_key,
+};
 use dse_engine::{Expiry, Store};
+
+// The server's allocator: SETs allocate a value each, and the allocator would otherwise be
+// a difference between this benchmark and the server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -158,7 +165,15 @@ impl Kv for RwLockMap {
 /// Operations between two looks at the stop flag.
 const BATCH: u64 = 64;
 
-/// Runs `threads` threads of random operations on `kv` for `duration`; returns ops/s.
+/// What one timed run measured.
+struct Run {
+    ops_per_sec: f64,
+    /// CPU time the threads got, in cores (CPU seconds per second). Below the thread count
+    /// when the machine is busy, or when threads wait parked on a lock.
+    cores: f64,
+}
+
+/// Runs `threads` threads of random operations on `kv` for `duration`.
 fn run(
     kv: &dyn Kv,
     keys: &[Box<[u8]>],
@@ -167,7 +182,7 @@ fn run(
     read_percent: u32,
     duration: Duration,
     seed: u64,
-) -> f64 {
+) -> Run {
     let stop = AtomicBool::new(false);
     let start_line = Barrier::new(threads + 1);
     let n = keys.len() as u64;
@@ -180,6 +195,7 @@ fn run(
                     let mut out = Vec::with_capacity(8192);
                     let mut ops = 0u64;
                     start_line.wait();
+                    let cpu_start = thread_cpu_time();
                     while !stop.load(Ordering::Relaxed) {
                         for _ in 0..BATCH {
                             let key = &keys[rng.below(n) as usize];
@@ -196,7 +212,7 @@ fn run(
                         ops += BATCH;
                     }
                     black_box(&out);
-                    ops
+                    (ops, thread_cpu_time() - cpu_start)
                 })
             })
             .collect();
@@ -204,11 +220,17 @@ fn run(
         let started = Instant::now();
         std::thread::sleep(duration);
         stop.store(true, Ordering::Relaxed);
-        let total: u64 = workers
-            .into_iter()
-            .map(|w| w.join().expect("benchmark thread panicked"))
-            .sum();
-        total as f64 / started.elapsed().as_secs_f64()
+        let (mut ops, mut cpu) = (0u64, Duration::ZERO);
+        for w in workers {
+            let (o, c) = w.join().expect("benchmark thread panicked");
+            ops += o;
+            cpu += c;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        Run {
+            ops_per_sec: ops as f64 / elapsed,
+            cores: cpu.as_secs_f64() / elapsed,
+        }
     })
 }
 
@@ -287,7 +309,8 @@ fn bench(opts: &Opts) -> Result<(), String> {
     if rwlock.is_some() {
         print!(" {:>14}", "sharded/rwlock");
     }
-    println!();
+    let names: Vec<&str> = structures.iter().map(|kv| &kv.name()[..1]).collect();
+    println!("  cores used ({})", names.join("/"));
 
     let mut seed = 1u64;
     for &reads in &read_percents {
@@ -304,18 +327,21 @@ fn bench(opts: &Opts) -> Result<(), String> {
             // Rounds alternate between structures, so a burst of outside load falls on
             // all of them rather than on one.
             let mut rates = vec![Vec::with_capacity(opts.rounds); structures.len()];
+            let mut cores = vec![Vec::with_capacity(opts.rounds); structures.len()];
             for r in 0..opts.rounds {
                 for (i, kv) in structures.iter().enumerate() {
                     seed += 1;
-                    let rate = run(*kv, &keys, &value, threads, reads, round, seed);
+                    let res = run(*kv, &keys, &value, threads, reads, round, seed);
                     if opts.verbose {
                         println!(
-                            "  round {r}: {workload} {threads} threads {}: {} ops/s",
+                            "  round {r}: {workload} {threads} threads {}: {} ops/s, {:.2} cores",
                             kv.name(),
-                            fmt_rate(rate)
+                            fmt_rate(res.ops_per_sec),
+                            res.cores
                         );
                     }
-                    rates[i].push(rate);
+                    rates[i].push(res.ops_per_sec);
+                    cores[i].push(res.cores);
                 }
             }
             let medians: Vec<f64> = rates.iter().map(|r| median(r)).collect();
@@ -327,7 +353,8 @@ fn bench(opts: &Opts) -> Result<(), String> {
             if rwlock.is_some() {
                 print!(" {:>14}", fmt_ratio(ratio(medians[0], medians[2])));
             }
-            println!();
+            let used: Vec<String> = cores.iter().map(|c| format!("{:.1}", median(c))).collect();
+            println!("  {}", used.join("/"));
             report.row(
                 "engine",
                 &format!("{workload} {threads} thr (sharded vs Mutex<HashMap>)"),

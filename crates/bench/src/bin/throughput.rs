@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use dse_bench::{
     Histogram, Report, Rng, Target, encode_request, fmt_rate, fmt_ratio, median, parse_target,
-    ratio, us, write_key,
+    process_cpu_time, ratio, us, write_key,
 };
 use dse_proto::ReplyParser;
 use mio::{Events, Interest, Poll, Token};
@@ -35,6 +35,11 @@ struct Opts {
     /// first/second)
     #[arg(short = 's', long = "server", required = true)]
     servers: Vec<String>,
+
+    /// PID of a server, to report the CPU it used and ops per CPU-second (a measure that
+    /// holds up better than ops/s on a busy machine); the i-th --pid is the i-th --server's
+    #[arg(long)]
+    pid: Vec<u32>,
 
     /// Connections
     #[arg(short = 'c', long, default_value_t = 50)]
@@ -286,6 +291,8 @@ struct RoundResult {
     p999_us: f64,
     errors: u64,
     first_error: Option<String>,
+    /// Cores the server used during the timed part, when its PID is known.
+    server_cores: Option<f64>,
 }
 
 fn connect(target: &Target) -> io::Result<TcpStream> {
@@ -297,14 +304,21 @@ fn connect(target: &Target) -> io::Result<TcpStream> {
     })
 }
 
-fn round(target: &Target, opts: &Opts, load: &Load, seed: u64) -> io::Result<RoundResult> {
+fn round(
+    target: &Target,
+    pid: Option<u32>,
+    opts: &Opts,
+    load: &Load,
+    seed: u64,
+) -> io::Result<RoundResult> {
+    let cpu = |pid: u32| process_cpu_time(pid).map_err(io::Error::other);
     let threads = opts.threads.clamp(1, opts.connections);
     let mut shares: Vec<Vec<TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
     for i in 0..opts.connections {
         shares[i % threads].push(connect(target)?);
     }
     let phase = AtomicU8::new(WARMUP);
-    let (tallies, elapsed) = std::thread::scope(|s| {
+    let (tallies, elapsed, server_cpu) = std::thread::scope(|s| {
         let workers: Vec<_> = shares
             .into_iter()
             .enumerate()
@@ -316,15 +330,23 @@ fn round(target: &Target, opts: &Opts, load: &Load, seed: u64) -> io::Result<Rou
         std::thread::sleep(Duration::from_secs_f64(opts.warmup));
         phase.store(MEASURE, Ordering::Relaxed);
         let started = Instant::now();
+        let cpu_start = pid.map(cpu).transpose();
         std::thread::sleep(Duration::from_secs_f64(opts.duration));
+        let cpu_end = pid.map(cpu).transpose();
         phase.store(STOP, Ordering::Relaxed);
         let elapsed = started.elapsed();
+        let server_cpu = match (cpu_start, cpu_end) {
+            (Ok(Some(a)), Ok(Some(b))) => Ok(Some(b.saturating_sub(a))),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            _ => Ok(None),
+        };
         let tallies: Vec<io::Result<Tally>> = workers
             .into_iter()
             .map(|w| w.join().expect("client thread panicked"))
             .collect();
-        (tallies, elapsed)
+        (tallies, elapsed, server_cpu)
     });
+    let server_cpu = server_cpu?;
     let mut all = Tally::default();
     for t in tallies {
         let t = t.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", target.name)))?;
@@ -340,6 +362,7 @@ fn round(target: &Target, opts: &Opts, load: &Load, seed: u64) -> io::Result<Rou
         p999_us: us(all.latency.quantile(0.999)),
         errors: all.errors,
         first_error: all.first_error,
+        server_cores: server_cpu.map(|c| c.as_secs_f64() / elapsed.as_secs_f64()),
     })
 }
 
@@ -407,6 +430,13 @@ fn bench(opts: &Opts) -> Result<(), String> {
     if opts.connections == 0 || opts.pipeline == 0 || opts.rounds == 0 || opts.keyspace == 0 {
         return Err("--connections, --pipeline, --rounds and --keyspace must be at least 1".into());
     }
+    if !opts.pid.is_empty() && opts.pid.len() != targets.len() {
+        return Err(format!(
+            "{} --pid for {} --server: give one per server, in the same order",
+            opts.pid.len(),
+            targets.len()
+        ));
+    }
     let load = Load {
         pipeline: opts.pipeline,
         reads: opts.reads.min(100),
@@ -444,15 +474,18 @@ fn bench(opts: &Opts) -> Result<(), String> {
     for r in 0..opts.rounds {
         for (i, t) in targets.iter().enumerate() {
             seed += 1000;
-            let res = round(t, opts, &load, seed).map_err(|e| e.to_string())?;
+            let pid = opts.pid.get(i).copied();
+            let res = round(t, pid, opts, &load, seed).map_err(|e| e.to_string())?;
             if opts.verbose {
                 println!(
-                    "  round {r} {}: {} ops/s, p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us",
+                    "  round {r} {}: {} ops/s, p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us{}",
                     t.name,
                     fmt_rate(res.ops_per_sec),
                     res.p50_us,
                     res.p99_us,
-                    res.p999_us
+                    res.p999_us,
+                    res.server_cores
+                        .map_or(String::new(), |c| format!(", server {c:.2} cores"))
                 );
             }
             results[i].push(res);
@@ -464,6 +497,8 @@ fn bench(opts: &Opts) -> Result<(), String> {
         p50: f64,
         p99: f64,
         p999: f64,
+        /// Ops per second of server CPU time, and the cores the server used.
+        per_cpu: Option<(f64, f64)>,
     }
     let summaries: Vec<Summary> = results
         .iter()
@@ -474,24 +509,38 @@ fn bench(opts: &Opts) -> Result<(), String> {
                 p50: pick(|r| r.p50_us),
                 p99: pick(|r| r.p99_us),
                 p999: pick(|r| r.p999_us),
+                per_cpu: rs.iter().all(|r| r.server_cores.is_some()).then(|| {
+                    let cores = |r: &RoundResult| r.server_cores.unwrap_or(0.0);
+                    let per: Vec<f64> = rs.iter().map(|r| ratio(r.ops_per_sec, cores(r))).collect();
+                    (
+                        median(&per),
+                        median(&rs.iter().map(cores).collect::<Vec<_>>()),
+                    )
+                }),
             }
         })
         .collect();
 
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>8}",
-        "server", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>8} {:>11} {:>15}",
+        "server", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "srv cores", "ops/srv-cpu-s"
     );
     for ((t, s), rs) in targets.iter().zip(&summaries).zip(&results) {
         let errors: u64 = rs.iter().map(|r| r.errors).sum();
+        let (per_cpu, cores) = match s.per_cpu {
+            Some((per, cores)) => (fmt_rate(per), format!("{cores:.2}")),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "{:<10} {:>12} {:>10.3} {:>10.3} {:>10.3} {:>8}",
+            "{:<10} {:>12} {:>10.3} {:>10.3} {:>10.3} {:>8} {:>11} {:>15}",
             t.name,
             fmt_rate(s.ops),
             s.p50 / 1000.0,
             s.p99 / 1000.0,
             s.p999 / 1000.0,
-            errors
+            errors,
+            cores,
+            per_cpu
         );
         if let Some(e) = rs.iter().find_map(|r| r.first_error.as_ref()) {
             println!("  {} answered errors, the first: {e}", t.name);
@@ -507,6 +556,14 @@ fn bench(opts: &Opts) -> Result<(), String> {
             fmt_ratio(ratio(a.p99, b.p99)),
             fmt_ratio(ratio(a.p999, b.p999)),
         );
+        if let (Some((x, _)), Some((y, _))) = (a.per_cpu, b.per_cpu) {
+            println!(
+                "ratio {}/{} of ops per server CPU-second: {}",
+                targets[0].name,
+                targets[1].name,
+                fmt_ratio(ratio(x, y))
+            );
+        }
         let mut report = Report::open(opts.report.as_deref())?;
         let section = "network";
         report.row(
@@ -527,6 +584,15 @@ fn bench(opts: &Opts) -> Result<(), String> {
                 "ms",
                 x / 1000.0,
                 y / 1000.0,
+            );
+        }
+        if let (Some((x, _)), Some((y, _))) = (a.per_cpu, b.per_cpu) {
+            report.row(
+                section,
+                &format!("bench-throughput {label} per server CPU-s"),
+                "ops/cpu-s",
+                x,
+                y,
             );
         }
     }
