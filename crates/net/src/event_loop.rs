@@ -1,4 +1,15 @@
 //! One event loop: a mio `Poll` (epoll, edge-triggered) and the connections it owns.
+//!
+//! Edge-triggered readiness reports a change once, so the loop keeps its own account:
+//! - `readable` says the socket may still hold bytes. Only a read that would block clears
+//!   it; when reading stops for any other reason (output over the limit, a paused
+//!   client, the read budget of one turn) nothing will announce the bytes again, and
+//!   [`EventLoop::drive`] resumes reading as soon as that reason goes away.
+//! - Output is written until the socket would block, so a backlog is always followed by
+//!   a writable event when the client reads.
+//! - Every path (events, messages, ticks, resume, shutdown) goes through `drive`, which
+//!   does all a connection can do now and stops only to wait for the socket, the
+//!   handler (paused), or the next turn (read budget spent).
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,12 +22,16 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 use slab::Slab;
 
-use crate::buffer::{InBuf, OutBuf};
+use crate::buffer::{InBuf, OutBuf, write_some};
 use crate::{Close, ConnInfo, ConnRef, Handler, Io, NetShared};
 
 const WAKER: Token = Token(usize::MAX);
 /// Bytes one read into the loop's scratch buffer can take.
 const SCRATCH: usize = 64 * 1024;
+/// Reads one connection may do per turn before the others get theirs.
+const READ_BUDGET: usize = 16;
+/// The loop's output scratch keeps up to this much memory between uses.
+const KEEP_OUT_SCRATCH: usize = 1024 * 1024;
 
 enum Inbound<M> {
     Conn(TcpStream, SocketAddr, u64),
@@ -78,26 +93,31 @@ pub struct Cx<'a, M> {
 struct Connection<C> {
     stream: TcpStream,
     id: u64,
+    /// A partial request, or requests left while the output was full. Empty (and
+    /// holding no memory) for an idle connection.
     input: InBuf,
+    /// What the socket did not take yet. Empty (no memory) while the client keeps up.
     out: OutBuf,
     state: C,
     /// Input size the handler needs before it can go on.
     want: usize,
-    /// The handler paused input (a blocked client).
+    /// The socket may hold unread bytes: set by a readable event, cleared only by a read
+    /// that would block.
+    readable: bool,
+    /// The handler paused input (a blocked client) until [`Conns::resume`].
     paused: bool,
-    /// The handler stopped with whole requests left because the output was full.
-    redeliver: bool,
-    /// Reading stopped with data possibly left in the socket; with edge-triggered
-    /// readiness no new event will say so, so reading resumes explicitly.
-    read_blocked: bool,
-    closing: Close,
+    /// The handler stopped with requests left because the output was full: run it again
+    /// once the output drains, before reading more.
+    stalled: bool,
+    /// The client will send nothing more; close once what it sent is answered.
     eof: bool,
+    closing: Close,
 }
 
 /// A loop's connections, for [`Handler::message`] and [`Handler::tick`].
 pub struct Conns<'a, C> {
     slab: &'a mut Slab<Connection<C>>,
-    dirty: &'a mut Vec<usize>,
+    pending: &'a mut Vec<usize>,
     loop_index: u32,
 }
 
@@ -109,41 +129,40 @@ pub struct ConnMut<'a, C> {
 }
 
 impl<C> Conns<'_, C> {
+    fn find(&mut self, r: ConnRef) -> Option<&mut Connection<C>> {
+        if r.loop_index != self.loop_index {
+            return None;
+        }
+        self.slab.get_mut(r.token as usize).filter(|c| c.id == r.id)
+    }
+
     /// The connection `r` refers to, if it is still open.
     pub fn get(&mut self, r: ConnRef) -> Option<ConnMut<'_, C>> {
-        let token = r.token as usize;
-        match self.slab.get_mut(token) {
-            Some(c) if c.id == r.id && r.loop_index == self.loop_index => {
-                self.dirty.push(token);
-                Some(ConnMut {
-                    state: &mut c.state,
-                    out: &mut c.out.buf,
-                })
-            }
-            _ => None,
-        }
+        self.find(r)?;
+        self.pending.push(r.token as usize);
+        let c = self.find(r)?;
+        Some(ConnMut {
+            state: &mut c.state,
+            out: &mut c.out.buf,
+        })
     }
 
     /// Closes `r` (after sending what it has pending, with `Close::AfterFlush`).
     pub fn close(&mut self, r: ConnRef, how: Close) {
-        let token = r.token as usize;
-        if let Some(c) = self.slab.get_mut(token)
-            && c.id == r.id
-        {
-            c.closing = how;
-            self.dirty.push(token);
+        if let Some(c) = self.find(r) {
+            if c.closing != Close::Now {
+                c.closing = how;
+            }
+            self.pending.push(r.token as usize);
         }
     }
 
     /// Resumes input of a connection the handler paused; buffered requests are delivered.
     pub fn resume(&mut self, r: ConnRef) {
-        let token = r.token as usize;
-        if let Some(c) = self.slab.get_mut(token)
-            && c.id == r.id
-        {
+        if let Some(c) = self.find(r) {
             c.paused = false;
-            c.redeliver = true;
-            self.dirty.push(token);
+            c.stalled = true;
+            self.pending.push(r.token as usize);
         }
     }
 
@@ -171,8 +190,15 @@ pub(crate) struct EventLoop<H: Handler> {
     shared: Arc<NetShared>,
     tick: Duration,
     conns: Slab<Connection<H::Conn>>,
+    /// Where reads land when a connection has no partial request of its own.
     scratch: InBuf,
-    dirty: Vec<usize>,
+    /// Where replies go when a connection has no backlog; written straight to the
+    /// socket, and only what the socket refuses is kept by the connection.
+    out_scratch: Vec<u8>,
+    /// Connections to drive before the next wait (touched by a message, a tick or a
+    /// resume, or out of read budget). Swapped with `batch` while being worked through.
+    pending: Vec<usize>,
+    batch: Vec<usize>,
     query_limit_reply: &'static [u8],
     shutdown_deadline: Option<Instant>,
 }
@@ -196,7 +222,9 @@ impl<H: Handler> EventLoop<H> {
             tick,
             conns: Slab::new(),
             scratch: InBuf::default(),
-            dirty: Vec::new(),
+            out_scratch: Vec::new(),
+            pending: Vec::new(),
+            batch: Vec::new(),
             query_limit_reply,
             shutdown_deadline: None,
         }
@@ -206,9 +234,10 @@ impl<H: Handler> EventLoop<H> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + self.tick;
         loop {
-            let now = Instant::now();
-            let mut timeout = next_tick.saturating_duration_since(now);
-            if self.shutdown_deadline.is_some() {
+            let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            if !self.pending.is_empty() {
+                timeout = Duration::ZERO;
+            } else if self.shutdown_deadline.is_some() {
                 timeout = timeout.min(Duration::from_millis(10));
             }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
@@ -218,17 +247,16 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
             for ev in events.iter() {
-                let token = ev.token();
-                if token == WAKER {
+                let token = ev.token().0;
+                if ev.token() == WAKER {
                     continue;
                 }
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                if ev.is_writable() {
-                    self.on_writable(token.0);
+                if (ev.is_readable() || ev.is_read_closed() || ev.is_error())
+                    && let Some(c) = self.conns.get_mut(token)
+                {
+                    c.readable = true;
                 }
-                if readable {
-                    self.on_readable(token.0);
-                }
+                self.drive(token);
             }
             self.drain_inbox();
             if Instant::now() >= next_tick {
@@ -243,21 +271,20 @@ impl<H: Handler> EventLoop<H> {
                 };
                 let mut conns = Conns {
                     slab: &mut self.conns,
-                    dirty: &mut self.dirty,
+                    pending: &mut self.pending,
                     loop_index: self.index as u32,
                 };
                 self.handler.tick(&mut cx, &mut conns);
             }
-            self.service_dirty();
-            if let Some(deadline) = self.shutdown_deadline {
-                let drained = self.conns.iter().all(|(_, c)| c.out.pending() == 0);
-                if drained || Instant::now() >= deadline {
-                    let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
-                    for t in tokens {
-                        self.close(t);
-                    }
-                    return;
+            self.drive_pending();
+            if let Some(deadline) = self.shutdown_deadline
+                && (self.conns.is_empty() || Instant::now() >= deadline)
+            {
+                let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
+                for t in tokens {
+                    self.close(t);
                 }
+                return;
             }
         }
     }
@@ -278,6 +305,10 @@ impl<H: Handler> EventLoop<H> {
         let items = std::mem::take(&mut *me.inbox.lock());
         for item in items {
             match item {
+                Inbound::Conn(stream, _, _) if self.shutdown_deadline.is_some() => {
+                    drop(stream);
+                    self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+                }
                 Inbound::Conn(stream, peer, id) => self.register(stream, peer, id),
                 Inbound::Msg(msg) => {
                     let mut cx = Cx {
@@ -287,20 +318,20 @@ impl<H: Handler> EventLoop<H> {
                     };
                     let mut conns = Conns {
                         slab: &mut self.conns,
-                        dirty: &mut self.dirty,
+                        pending: &mut self.pending,
                         loop_index: self.index as u32,
                     };
                     self.handler.message(&mut cx, &mut conns, msg);
                 }
                 Inbound::Shutdown(grace) => {
                     self.shutdown_deadline = Some(Instant::now() + grace);
-                    // Finish replies in flight; take no new requests.
-                    for (_, c) in self.conns.iter_mut() {
+                    // Finish the replies in flight; take no new requests.
+                    for (token, c) in self.conns.iter_mut() {
                         if c.closing == Close::No {
                             c.closing = Close::AfterFlush;
                         }
+                        self.pending.push(token);
                     }
-                    self.dirty.extend(self.conns.iter().map(|(t, _)| t));
                 }
             }
         }
@@ -341,44 +372,126 @@ impl<H: Handler> EventLoop<H> {
             out: OutBuf::default(),
             state,
             want: 0,
+            // Bytes may have arrived before registration; reading once costs one
+            // syscall and does not depend on how the first event is reported.
+            readable: true,
             paused: false,
-            redeliver: false,
-            read_blocked: false,
-            closing: Close::No,
+            stalled: false,
             eof: false,
+            closing: Close::No,
         });
+        self.pending.push(token);
     }
 
-    fn on_readable(&mut self, token: usize) {
+    fn drive_pending(&mut self) {
+        std::mem::swap(&mut self.pending, &mut self.batch);
+        for i in 0..self.batch.len() {
+            let token = self.batch[i];
+            self.drive(token);
+        }
+        self.batch.clear();
+    }
+
+    /// Does all the connection can do now: send its backlog, run requests it left
+    /// buffered, read and answer new ones. Returns when it must wait for the socket, for
+    /// the handler (paused), or for its next turn (read budget spent; it is queued).
+    fn drive(&mut self, token: usize) {
         let max_out = self.shared.max_pending_output.load(Ordering::Relaxed);
+        let max_query = self.shared.max_query_buffer.load(Ordering::Relaxed);
+        let mut reads = 0;
         loop {
             let Some(c) = self.conns.get_mut(token) else {
                 return;
             };
-            if c.closing != Close::No || c.eof {
-                break;
+            if c.closing == Close::Now {
+                self.close(token);
+                return;
             }
-            if c.paused || c.redeliver || c.out.pending() > max_out {
-                c.read_blocked = true;
-                break;
+            if c.out.pending() > 0 {
+                match c.out.flush_to(&mut c.stream) {
+                    Ok(n) => {
+                        self.shared
+                            .net_output_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        self.close(token);
+                        return;
+                    }
+                }
             }
-            let res = if c.input.is_empty() {
-                self.scratch.read_from(&mut c.stream, SCRATCH)
-            } else {
+            let backlog = c.out.pending();
+            if c.closing == Close::AfterFlush {
+                if backlog == 0 {
+                    self.close(token);
+                }
+                return;
+            }
+            if backlog > max_out {
+                // The flush stopped because the socket is full: a writable event follows
+                // when the client reads, and brings us back here.
+                return;
+            }
+            if c.stalled && !c.paused {
+                if c.input.is_empty() {
+                    c.stalled = false;
+                } else {
+                    self.process(token, false);
+                }
+                continue;
+            }
+            if c.eof {
+                // Nothing more will come. A paused client that left is not waited for.
+                if backlog == 0 || c.paused {
+                    self.close(token);
+                }
+                return;
+            }
+            if !c.readable {
+                return;
+            }
+            if reads == READ_BUDGET {
+                self.pending.push(token);
+                return;
+            }
+            reads += 1;
+            // Reads go to the scratch buffer, except the rest of a large argument (read
+            // straight into the buffer sized for it) and a paused client's bytes (kept,
+            // not run: reading them still notices a client that leaves, and the
+            // query-buffer limit still applies).
+            let into_own = c.paused || (!c.input.is_empty() && c.want > c.input.len() + SCRATCH);
+            let res = if into_own {
                 c.input.read_from(&mut c.stream, c.want)
+            } else {
+                self.scratch.read_from(&mut c.stream, SCRATCH)
             };
             match res {
                 Ok(0) => {
+                    c.readable = false;
                     c.eof = true;
-                    break;
                 }
                 Ok(n) => {
                     self.shared
                         .net_input_bytes
                         .fetch_add(n as u64, Ordering::Relaxed);
-                    self.process(token);
+                    if c.paused {
+                        if c.input.len() > max_query {
+                            c.out.buf.extend_from_slice(self.query_limit_reply);
+                            c.closing = Close::AfterFlush;
+                        }
+                    } else if into_own || c.input.is_empty() {
+                        self.process(token, !into_own);
+                    } else {
+                        // The rest of a partial request: join it to its start.
+                        c.input.extend(self.scratch.data(), c.want);
+                        self.scratch.consume(n);
+                        self.process(token, false);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     self.close(token);
@@ -386,11 +499,11 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
-        self.flush(token);
     }
 
-    /// Hands the connection's input (in the scratch buffer or its own) to the handler.
-    fn process(&mut self, token: usize) {
+    /// Hands the connection's input (just read into the scratch buffer, or its own) to
+    /// the handler, and sends the replies.
+    fn process(&mut self, token: usize, from_scratch: bool) {
         let max_out = self.shared.max_pending_output.load(Ordering::Relaxed);
         let max_query = self.shared.max_query_buffer.load(Ordering::Relaxed);
         let mut cx = Cx {
@@ -399,115 +512,85 @@ impl<H: Handler> EventLoop<H> {
             shared: &self.shared,
         };
         let c = &mut self.conns[token];
-        let from_scratch = !self.scratch.is_empty();
         let input = if from_scratch {
             self.scratch.data()
         } else {
             c.input.data()
         };
+        // With no backlog the replies go to the scratch buffer and straight out;
+        // otherwise they queue behind the backlog.
+        let direct = c.out.pending() == 0;
+        let already_sent = c.out.buf.len() - c.out.pending();
         let mut io = Io {
             input,
-            out: &mut c.out.buf,
+            out: if direct {
+                &mut self.out_scratch
+            } else {
+                &mut c.out.buf
+            },
             consumed: 0,
             want: 0,
             close: Close::No,
             pause: false,
-            out_limit: max_out,
+            // What the socket already took does not count against the limit.
+            out_limit: max_out.saturating_add(if direct { 0 } else { already_sent }),
         };
         self.handler.data(&mut cx, &mut c.state, &mut io);
-        let (consumed, want, close, pause) = (io.consumed, io.want, io.close, io.pause);
+        let full = io.output_full();
+        let Io {
+            consumed,
+            want,
+            close,
+            pause,
+            ..
+        } = io;
+        let consumed = consumed.min(input.len());
         let left = input.len() - consumed;
-        c.redeliver = left > 0 && c.out.pending() > max_out;
         if from_scratch {
             if left > 0 {
                 c.input.extend(&self.scratch.data()[consumed..], want);
             }
-            let all = self.scratch.len();
-            self.scratch.consume(all);
+            self.scratch.consume(self.scratch.len());
         } else {
             c.input.consume(consumed);
+            c.input.release();
         }
         c.want = want;
         c.paused |= pause;
+        c.stalled = left > 0 && full && !c.paused;
         if close != Close::No {
-            c.closing = close;
+            if c.closing != Close::Now {
+                c.closing = close;
+            }
         } else if c.input.len() > max_query {
-            c.out.buf.extend_from_slice(self.query_limit_reply);
+            let out = if direct {
+                &mut self.out_scratch
+            } else {
+                &mut c.out.buf
+            };
+            out.extend_from_slice(self.query_limit_reply);
             c.closing = Close::AfterFlush;
         }
-    }
-
-    fn on_writable(&mut self, token: usize) {
-        self.flush(token);
-        let max_out = self.shared.max_pending_output.load(Ordering::Relaxed);
-        let Some(c) = self.conns.get_mut(token) else {
-            return;
-        };
-        if c.out.pending() <= max_out && c.closing == Close::No {
-            if c.redeliver && !c.paused {
-                c.redeliver = false;
-                self.process(token);
-                self.flush(token);
-            }
-            if let Some(c) = self.conns.get_mut(token)
-                && c.read_blocked
-                && !c.redeliver
-                && !c.paused
-            {
-                c.read_blocked = false;
-                self.on_readable(token);
-            }
-        }
-    }
-
-    /// Sends pending output; closes the connection when it is done with.
-    fn flush(&mut self, token: usize) {
-        let Some(c) = self.conns.get_mut(token) else {
-            return;
-        };
-        if c.closing == Close::Now {
-            self.close(token);
-            return;
-        }
-        match c.out.flush_to(&mut c.stream) {
-            Ok(n) => {
-                self.shared
-                    .net_output_bytes
-                    .fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.close(token);
-                return;
-            }
-        }
-        if c.out.pending() == 0 && (c.closing == Close::AfterFlush || c.eof) {
-            self.close(token);
-        }
-    }
-
-    /// Flushes and re-runs the connections a message or tick touched.
-    fn service_dirty(&mut self) {
-        while let Some(token) = self.dirty.pop() {
-            let Some(c) = self.conns.get_mut(token) else {
-                continue;
-            };
-            if c.redeliver && !c.paused && c.closing == Close::No {
-                c.redeliver = false;
-                if !c.input.is_empty() {
-                    self.process(token);
+        if direct && !self.out_scratch.is_empty() {
+            if c.closing == Close::Now {
+                self.out_scratch.clear();
+            } else {
+                match write_some(&mut c.stream, &self.out_scratch) {
+                    Ok(n) => {
+                        self.shared
+                            .net_output_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        if n < self.out_scratch.len() {
+                            c.out.adopt(&mut self.out_scratch, n);
+                        }
+                    }
+                    Err(_) => c.closing = Close::Now,
                 }
-                if let Some(c) = self.conns.get_mut(token)
-                    && c.read_blocked
-                    && !c.paused
-                    && !c.redeliver
-                {
-                    c.read_blocked = false;
-                    self.flush(token);
-                    self.on_readable(token);
-                    continue;
-                }
+                self.out_scratch.clear();
             }
-            self.flush(token);
+            if self.out_scratch.capacity() > KEEP_OUT_SCRATCH {
+                self.out_scratch = Vec::new();
+            }
         }
     }
 

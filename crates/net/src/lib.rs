@@ -63,7 +63,8 @@ pub enum Close {
 pub struct Io<'a> {
     /// Bytes received and not yet consumed, starting at the first byte of a request.
     pub input: &'a [u8],
-    /// Replies go here.
+    /// Replies go here, appended: the buffer may already hold earlier replies the client
+    /// has not read yet (and, before them, some it has).
     pub out: &'a mut Vec<u8>,
     /// Set by the handler: how many bytes of `input` it used.
     pub consumed: usize,
@@ -79,14 +80,15 @@ pub struct Io<'a> {
 }
 
 impl Io<'_> {
-    /// True once the output buffer is over the pending-output limit: the handler should
+    /// True once the unsent output is over the pending-output limit: the handler should
     /// stop consuming input and let the client read (pipelining never buffers unbounded
-    /// replies).
+    /// replies). The loop runs the handler again with the rest once the client catches up.
     pub fn output_full(&self) -> bool {
         self.out.len() > self.out_limit
     }
 
-    /// The pending-output limit [`Io::output_full`] compares against.
+    /// What [`Io::output_full`] compares `out.len()` against: the pending-output limit
+    /// plus whatever at the front of `out` was already sent.
     pub fn out_limit(&self) -> usize {
         self.out_limit
     }

@@ -75,11 +75,17 @@ impl<'a> Reply<'a> {
     /// An error reply. `msg` starts with its code (`ERR`, `WRONGTYPE`, ...). Line breaks
     /// become spaces so the reply stays one line, as Redis's `addReplyError` does.
     pub fn error(&mut self, msg: &str) {
+        self.error_bytes(msg.as_bytes());
+    }
+
+    /// [`Reply::error`] for text that need not be UTF-8 (a protocol error quoting the
+    /// client's byte).
+    pub fn error_bytes(&mut self, msg: &[u8]) {
         self.buf.reserve(msg.len() + 3);
         self.buf.push(b'-');
         self.buf.extend(
-            msg.bytes()
-                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            msg.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
         );
         self.buf.extend_from_slice(b"\r\n");
     }

@@ -46,7 +46,7 @@ impl ReplyParser {
                     if n < 0 {
                         pos = next;
                     } else {
-                        let end = next + n as usize + 2;
+                        let end = next.saturating_add(n as usize).saturating_add(2);
                         if buf.len() < end {
                             return Ok(None);
                         }
@@ -59,9 +59,12 @@ impl ReplyParser {
                         let per = if kind == b'%' || kind == b'|' { 2 } else { 1 };
                         // An attribute (`|`) precedes the reply it annotates.
                         let extra = if kind == b'|' { 1 } else { 0 };
-                        pending += n as u64 * per + extra;
+                        // Saturating: absurd counts must not wrap; the frame just
+                        // stays incomplete.
+                        pending = pending
+                            .saturating_add((n as u64).saturating_mul(per).saturating_add(extra));
                     } else if kind == b'|' {
-                        pending += 1;
+                        pending = pending.saturating_add(1);
                     }
                     pos = next;
                 }

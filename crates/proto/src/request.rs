@@ -14,7 +14,9 @@ use memchr::memchr;
 pub struct Limits {
     /// Largest bulk argument accepted (Redis: `proto-max-bulk-len`, 512 MiB).
     pub max_bulk_len: usize,
-    /// Most arguments in one request (Redis: 1,048,576 before 7.0 made it INT_MAX).
+    /// Most arguments in one request (Redis 7: INT_MAX; 1,048,576 before 7.0). The count
+    /// costs nothing until the arguments arrive: memory follows the bytes received, which
+    /// the query-buffer limit bounds.
     pub max_args: usize,
     /// Longest inline request or header line without a newline (Redis: 64 KiB).
     pub max_inline_len: usize,
@@ -24,7 +26,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_bulk_len: 512 * 1024 * 1024,
-            max_args: 1024 * 1024,
+            max_args: i32::MAX as usize,
             max_inline_len: 64 * 1024,
         }
     }
@@ -48,6 +50,24 @@ pub enum ProtocolError {
     TooBigInline,
     #[error("unbalanced quotes in request")]
     UnbalancedQuotes,
+}
+
+impl ProtocolError {
+    /// The reply text, `ERR Protocol error: ...`, byte for byte as Redis writes it: the
+    /// unexpected byte of [`ProtocolError::ExpectedDollar`] goes out raw (Redis formats it
+    /// with `%c`), where `Display` would write its UTF-8 form.
+    pub fn reply_text(&self) -> Vec<u8> {
+        let mut text = b"ERR Protocol error: ".to_vec();
+        match *self {
+            ProtocolError::ExpectedDollar(got) => {
+                text.extend_from_slice(b"expected '$', got '");
+                text.push(got);
+                text.push(b'\'');
+            }
+            ref other => text.extend_from_slice(other.to_string().as_bytes()),
+        }
+        text
+    }
 }
 
 /// What one call to [`RequestParser::parse`] found.
@@ -108,16 +128,34 @@ impl RequestParser {
 
     /// Parses the next request from `buf`. On `Complete`, `args` holds one range per
     /// argument; read them through [`RequestParser::args`].
+    ///
+    /// After an error the parser starts afresh (the server closes the connection anyway,
+    /// but a caller that goes on gets no stale offsets).
     pub fn parse(
         &mut self,
         buf: &[u8],
         args: &mut Vec<Range<usize>>,
     ) -> Result<ParseOutcome, ProtocolError> {
+        let outcome = self.parse_request(buf, args);
+        if outcome.is_err() {
+            self.pos = 0;
+            self.remaining = 0;
+            self.bulk_len = None;
+            args.clear();
+        }
+        outcome
+    }
+
+    fn parse_request(
+        &mut self,
+        buf: &[u8],
+        args: &mut Vec<Range<usize>>,
+    ) -> Result<ParseOutcome, ProtocolError> {
         if self.remaining == 0 {
-            if buf.is_empty() {
+            let Some(&first) = buf.first() else {
                 return Ok(ParseOutcome::Incomplete { want: 1 });
-            }
-            if buf[0] != b'*' {
+            };
+            if first != b'*' {
                 return self.parse_inline(buf, args);
             }
             self.inline = false;
@@ -130,6 +168,7 @@ impl RequestParser {
                     want: buf.len() + 1,
                 });
             };
+            // Like Redis, the byte after the CR is skipped, not checked.
             if cr + 1 >= buf.len() {
                 return Ok(ParseOutcome::Incomplete { want: cr + 2 });
             }
@@ -159,7 +198,11 @@ impl RequestParser {
             let len = match self.bulk_len {
                 Some(len) => len,
                 None => {
-                    let rest = &buf[self.pos..];
+                    // Only a caller that broke the contract (a shorter buffer than last
+                    // time) gets here with `pos` past the end.
+                    let Some(rest) = buf.get(self.pos..) else {
+                        return Ok(ParseOutcome::Incomplete { want: self.pos + 1 });
+                    };
                     let Some(cr) = memchr(b'\r', rest) else {
                         if rest.len() > self.limits.max_inline_len {
                             return Err(ProtocolError::TooBigBulkCount);
@@ -185,12 +228,15 @@ impl RequestParser {
                     len
                 }
             };
-            let end = self.pos + len;
-            if buf.len() < end + 2 {
-                return Ok(ParseOutcome::Incomplete { want: end + 2 });
+            // Saturating: a limit raised to usize::MAX must not wrap around.
+            let end = self.pos.saturating_add(len);
+            let next = end.saturating_add(2);
+            if buf.len() < next {
+                return Ok(ParseOutcome::Incomplete { want: next });
             }
+            // The two bytes after the payload are skipped unchecked, as Redis does.
             args.push(self.pos..end);
-            self.pos = end + 2;
+            self.pos = next;
             self.bulk_len = None;
             self.remaining -= 1;
         }
@@ -229,6 +275,25 @@ impl RequestParser {
         Ok(ParseOutcome::Complete { consumed: nl + 1 })
     }
 
+    /// Gives back what a large request left behind (argument ranges, unquoted inline
+    /// arguments) unless a request is in progress, so an idle connection holds a few
+    /// bytes rather than the buffers of its biggest request. Cheap enough to call after
+    /// every batch; it clears `args`, so the last request's arguments are gone.
+    pub fn trim(&mut self, args: &mut Vec<Range<usize>>) {
+        const KEEP_RANGES: usize = 64;
+        const KEEP_INLINE: usize = 1024;
+        if self.remaining > 0 {
+            return;
+        }
+        if args.capacity() > KEEP_RANGES {
+            *args = Vec::new();
+        }
+        if self.inline_args.capacity() > KEEP_INLINE {
+            self.inline_args = Vec::new();
+        }
+        args.clear();
+    }
+
     /// The arguments of the request that the last `Complete` described.
     pub fn args<'a>(&'a self, buf: &'a [u8], ranges: &'a [Range<usize>]) -> Args<'a> {
         let base = if self.inline {
@@ -240,35 +305,50 @@ impl RequestParser {
     }
 }
 
-/// Redis's `string2ll` for protocol lengths: optional '-', digits, no '+', no spaces,
-/// no leading zeros, at most 19 digits.
+/// Redis's `string2ll` for protocol lengths: an optional '-', then "0" alone or digits
+/// without a leading zero (so "-0", "+1", " 1" and "01" are refused), within i64
+/// (i64::MIN included).
 fn parse_len(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits[0] == b'0') {
-        return None;
+    match digits {
+        [b'0'] if !neg => return Some(0),
+        [b'1'..=b'9', ..] if digits.len() <= 19 => {}
+        _ => return None,
     }
-    let mut n: i64 = 0;
+    let mut n: u64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+        // 19 digits stay below 10^19 < u64::MAX: no overflow.
+        n = n * 10 + u64::from(d - b'0');
     }
-    Some(if neg { -n } else { n })
+    if neg {
+        (n <= i64::MAX as u64 + 1).then(|| (n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
+    }
 }
 
-/// Redis's `sdssplitargs`: whitespace-separated words; "double quotes" with C escapes
-/// (`\n \r \t \b \a \\ \" \xHH`); 'single quotes' with only `\'`. A closing quote must be
-/// followed by whitespace or the end of the line.
+/// Redis's `sdssplitargs`: words separated by blanks; "double quotes" with C escapes
+/// (`\n \r \t \b \a \\ \" \xHH`); 'single quotes' with only `\'`. A closing quote must
+/// be followed by a blank or the end of the line. Blanks are `isspace` (vertical tab and
+/// form feed included) between words and after a closing quote, but only space, tab, CR
+/// and LF end an unquoted word: `a\vb` is one word, as in Redis.
+///
+/// One difference: Redis reads the line as a C string, so a NUL byte ends it (and its
+/// `strchr` for the newline stops there too, leaving such a request hanging until the
+/// inline limit). Here NUL is an ordinary byte.
 fn split_inline(
     line: &[u8],
     out: &mut Vec<u8>,
     args: &mut Vec<Range<usize>>,
 ) -> Result<(), ProtocolError> {
     let is_space = |c: u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c);
+    let ends_word = |c: u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t');
     let mut i = 0;
     loop {
         while i < line.len() && is_space(line[i]) {
@@ -337,7 +417,7 @@ fn split_inline(
             } else {
                 match line.get(i) {
                     None => break,
-                    Some(&c) if is_space(c) => break,
+                    Some(&c) if ends_word(c) => break,
                     Some(b'"') => in_double = true,
                     Some(b'\'') => in_single = true,
                     Some(&c) => out.push(c),
@@ -451,7 +531,9 @@ mod tests {
     #[test]
     fn redis_error_strings() {
         let err = |b: &[u8]| parse_all(b).unwrap_err().to_string();
-        assert_eq!(err(b"*20000000\r\n"), "invalid multibulk length");
+        assert_eq!(err(b"*2147483648\r\n"), "invalid multibulk length");
+        assert_eq!(err(b"*-0\r\n"), "invalid multibulk length");
+        assert_eq!(err(b"*1\r\n$-0\r\n"), "invalid bulk length");
         assert_eq!(err(b"*x\r\n"), "invalid multibulk length");
         assert_eq!(
             err(b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n"),
@@ -462,6 +544,70 @@ mod tests {
         assert_eq!(err(b"\"unclosed\r\n"), "unbalanced quotes in request");
         assert_eq!(err(&vec![b'a'; 70 * 1024]), "too big inline request");
         assert_eq!(err(&vec![b'*'; 70 * 1024]), "too big mbulk count string");
+    }
+
+    #[test]
+    fn counts_follow_string2ll() {
+        // Redis 7 takes up to INT_MAX arguments and waits for them.
+        assert_eq!(
+            parse_all(b"*2147483647\r\n").unwrap(),
+            Vec::<Vec<Vec<u8>>>::new()
+        );
+        // i64::MIN is a valid (empty) count.
+        let got = parse_all(b"*-9223372036854775808\r\n*1\r\n$4\r\nPING\r\n").unwrap();
+        assert_eq!(got, vec![words(&["PING"])]);
+        assert_eq!(parse_len(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_len(b"9223372036854775808"), None);
+        assert_eq!(parse_len(b"-9223372036854775809"), None);
+        assert_eq!(parse_len(b"0"), Some(0));
+        for bad in [&b""[..], b"-", b"-0", b"+1", b" 1", b"01", b"1 ", b"1a"] {
+            assert_eq!(parse_len(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn unexpected_byte_is_sent_raw() {
+        let e = parse_all(b"*1\r\n\xff4\r\nPING\r\n").unwrap_err();
+        assert_eq!(
+            e.reply_text(),
+            b"ERR Protocol error: expected '$', got '\xff'".to_vec()
+        );
+        assert_eq!(
+            ProtocolError::TooBigInline.reply_text(),
+            b"ERR Protocol error: too big inline request".to_vec()
+        );
+    }
+
+    #[test]
+    fn vertical_tab_and_form_feed_do_not_split_words() {
+        let got =
+            parse_all(b"ECHO a\x0bb\r\nECHO a\x0cb\r\n\x0bPING\x0b\r\nECHO \"a\"\x0c\r\n").unwrap();
+        assert_eq!(
+            got,
+            vec![
+                vec![b"ECHO".to_vec(), b"a\x0bb".to_vec()],
+                vec![b"ECHO".to_vec(), b"a\x0cb".to_vec()],
+                vec![b"PING\x0b".to_vec()],
+                words(&["ECHO", "a"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn error_resets_state() {
+        let mut p = RequestParser::new(Limits::default());
+        let mut ranges = Vec::new();
+        let bad = b"*2\r\n$3\r\nGET\r\nX";
+        assert!(matches!(
+            p.parse(bad, &mut ranges),
+            Ok(ParseOutcome::Incomplete { .. })
+        ));
+        assert!(p.parse(b"*2\r\n$3\r\nGET\r\nX\r\n", &mut ranges).is_err());
+        assert!(!p.in_progress());
+        assert_eq!(
+            p.parse(b"*1\r\n$4\r\nPING\r\n", &mut ranges).unwrap(),
+            ParseOutcome::Complete { consumed: 14 }
+        );
     }
 
     #[test]

@@ -245,15 +245,20 @@ impl Handler for Service {
                     break;
                 }
                 Err(e) => {
-                    let msg = format!("ERR Protocol error: {e}");
-                    reply.error(&msg);
-                    self.srv.stats.record_error(cx.loop_index, &msg);
+                    let msg = e.reply_text();
+                    reply.error_bytes(&msg);
+                    self.srv
+                        .stats
+                        .record_error(cx.loop_index, &String::from_utf8_lossy(&msg));
                     io.close = Close::AfterFlush;
                     break;
                 }
             }
         }
         io.consumed = off;
+        if off == input.len() {
+            framing.parser.trim(&mut framing.ranges);
+        }
         session
             .meta
             .qbuf
