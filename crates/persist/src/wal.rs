@@ -87,6 +87,9 @@ impl FsyncPolicy {
     }
 }
 
+/// Buffers larger than this are given back once mostly empty.
+const RETAIN_BUFFER: usize = 1 << 20;
+
 pub fn segment_name(first_lsn: Lsn) -> String {
     format!("wal-{first_lsn:020}.log")
 }
@@ -617,6 +620,12 @@ impl Wal {
                     let done = (len - t.seg.synced_len) as usize;
                     t.seg.unsynced.drain(..done);
                     t.seg.synced_len = len;
+                    // One large record must not pin its size in memory for good.
+                    if t.seg.unsynced.capacity() > RETAIN_BUFFER
+                        && t.seg.unsynced.len() < RETAIN_BUFFER / 4
+                    {
+                        t.seg.unsynced.shrink_to(RETAIN_BUFFER / 4);
+                    }
                 }
                 if target > self.durable.load(Ordering::Acquire) {
                     self.durable.store(target, Ordering::Release);
