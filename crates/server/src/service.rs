@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use dse_net::{Close, ConnInfo, Conns, Cx, Handler, Io};
-use dse_proto::{Args, Limits, ParseOutcome, Reply, RequestParser, Resp};
+use dse_proto::{Args, Limits, ParseOutcome, Reply, RequestParser};
 
 use dse_engine::Lsn;
 use dse_net::{ConnMut, ConnRef};
