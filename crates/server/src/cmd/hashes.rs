@@ -653,42 +653,144 @@ fn hscan(ctx: &mut Ctx, a: Args) -> CmdResult {
             }
             return Ok(());
         }
-        let size = count.max(m.len() / SCAN_PIECES).min(m.len());
-        // The `size` smallest positions at or after the cursor: a max-heap of them.
-        let mut smallest = BinaryHeap::with_capacity(size + 1);
-        for k in m.keys() {
-            let p = scan_order(k);
-            if p < cursor {
-                continue;
-            }
-            if smallest.len() < size {
-                smallest.push(p);
-            } else if smallest.peek().is_some_and(|&top| p < top) {
-                smallest.pop();
-                smallest.push(p);
-            }
-        }
-        // Everything up to the last position taken, including fields that share it, so
-        // the next call can start just after it.
-        let reached_end = smallest.len() < size;
-        let last = smallest.peek().copied().unwrap_or(u64::MAX);
-        let next = if reached_end || last == u64::MAX {
-            0
-        } else {
-            last + 1
-        };
-        let piece: Vec<(&[u8], &[u8])> = m
-            .iter()
-            .filter(|(k, _)| (cursor..=last).contains(&scan_order(k)) && wanted(k))
-            .map(|(k, v)| (&k[..], &v[..]))
-            .collect();
+        let size = count.max(m.len() / SCAN_PIECES);
+        let (next, mut piece) = scan_piece(m, cursor, size);
+        piece.retain(|(_, k, _)| wanted(k));
         ctx.out.array(2);
         ctx.out.bulk(itoa::Buffer::new().format(next).as_bytes());
         ctx.out.array(2 * piece.len());
-        for (k, v) in piece {
+        for (_, k, v) in piece {
             ctx.out.bulk(k);
             ctx.out.bulk(v);
         }
         Ok(())
     })
+}
+
+/// A field with its value and its position in [`scan_order`].
+type Positioned<'a> = (u64, &'a [u8], &'a [u8]);
+
+/// The next piece of a walk of `m` in [`scan_order`]: about `size` fields at or after
+/// position `cursor`, and the cursor to continue from (0 when the walk is complete).
+/// One pass over the hash, keeping the `size` smallest positions in a max-heap.
+fn scan_piece(m: &Hash, cursor: u64, size: usize) -> (u64, Vec<Positioned<'_>>) {
+    scan_piece_by(m, cursor, size, scan_order)
+}
+
+/// [`scan_piece`] with the order given (tests use orders full of ties).
+fn scan_piece_by(
+    m: &Hash,
+    cursor: u64,
+    size: usize,
+    scan_order: impl Fn(&[u8]) -> u64,
+) -> (u64, Vec<Positioned<'_>>) {
+    // One more than the piece: the largest position kept is where the next call starts.
+    let keep = size.saturating_add(1);
+    let mut heap: BinaryHeap<Positioned<'_>> = BinaryHeap::with_capacity(keep.min(m.len()) + 1);
+    for (k, v) in m.iter() {
+        let (k, v) = (&k[..], &v[..]);
+        let p = scan_order(k);
+        if p < cursor {
+            continue;
+        }
+        if heap.len() < keep {
+            heap.push((p, k, v));
+        } else if heap.peek().is_some_and(|top| p < top.0) {
+            heap.pop();
+            heap.push((p, k, v));
+        }
+    }
+    if heap.len() < keep {
+        // Everything left fitted: the walk is complete.
+        return (0, heap.into_vec());
+    }
+    // Fields at the largest position kept may have been left out (ties with the heap's
+    // top), so none of them is returned now: the next call starts at that position.
+    let last = heap.peek().map_or(u64::MAX, |top| top.0);
+    let piece: Vec<Positioned<'_>> = heap.into_iter().filter(|e| e.0 < last).collect();
+    if !piece.is_empty() {
+        return (last, piece);
+    }
+    // Every field taken shares one position (a full collision of the 64-bit hash): take
+    // all the fields there, and move past it.
+    let tied = m
+        .iter()
+        .filter(|(k, _)| scan_order(k) == last)
+        .map(|(k, v)| (last, &k[..], &v[..]))
+        .collect();
+    (last.checked_add(1).unwrap_or(0), tied)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn hash_of(fields: impl Iterator<Item = String>) -> Hash {
+        fields
+            .map(|f| (f.into_bytes().into(), b"v".to_vec()))
+            .collect()
+    }
+
+    /// Walks `m` to the end with `order`, changing it between calls with `churn`;
+    /// returns the fields seen and the number of calls.
+    fn walk(
+        m: &mut Hash,
+        size: usize,
+        order: &dyn Fn(&[u8]) -> u64,
+        mut churn: impl FnMut(&mut Hash, usize),
+    ) -> (HashSet<Vec<u8>>, usize) {
+        let (mut seen, mut cursor, mut calls) = (HashSet::new(), 0, 0);
+        loop {
+            let (next, piece) = scan_piece_by(m, cursor, size, order);
+            assert!(piece.iter().all(|(p, _, _)| *p >= cursor), "went back");
+            seen.extend(piece.iter().map(|(_, k, _)| k.to_vec()));
+            calls += 1;
+            assert!(calls < 10_000, "the walk does not end");
+            churn(m, calls);
+            if next == 0 {
+                return (seen, calls);
+            }
+            assert!(next > cursor, "no progress");
+            cursor = next;
+        }
+    }
+
+    #[test]
+    fn scan_pieces_survive_ties_and_churn() {
+        let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
+        let orders: [&dyn Fn(&[u8]) -> u64; 4] = [
+            &|k| scan_order(k),
+            // Many ties: 7 positions for everything.
+            &|k| (k.len() % 7) as u64,
+            // Ties at the very end of the order.
+            &|k| {
+                if k.len() % 2 == 0 {
+                    u64::MAX
+                } else {
+                    u64::MAX - 1
+                }
+            },
+            // One position for everything.
+            &|_| 42,
+        ];
+        for order in orders {
+            let mut m = hash_of(stable.iter().cloned());
+            let (seen, _) = walk(&mut m, 10, order, |m, call| {
+                for j in 0..20 {
+                    m.insert(format!("churn{call}-{j}").into_bytes().into(), Vec::new());
+                }
+                m.retain(|k, _| !(k.starts_with(b"churn") && k.len() % 2 == 0));
+            });
+            for f in &stable {
+                assert!(seen.contains(f.as_bytes()), "missed {f}");
+            }
+        }
+        // Without ties, pieces are `size` fields and the walk takes len/size calls.
+        let mut m = hash_of(stable.iter().cloned());
+        let (seen, calls) = walk(&mut m, 10, &|k| scan_order(k), |_, _| {});
+        assert_eq!(seen.len(), 500);
+        assert_eq!(calls, 50);
+    }
 }
