@@ -325,6 +325,11 @@ fn pop(ctx: &mut Ctx, a: Args, left: bool) -> CmdResult {
             ctx.out.array(n);
             n
         }
+        // Empty lists are deleted, so this is only a guard against a damaged load.
+        None if l.is_empty() => {
+            ctx.out.null();
+            return Ok(());
+        }
         None => 1,
     };
     for i in 0..n {
@@ -650,6 +655,10 @@ fn move_element(
         return Ok(());
     };
     let l = as_list(e.value())?;
+    if l.is_empty() {
+        ctx.out.null();
+        return Ok(());
+    }
     let single = l.len() == 1;
     let element = end_element(l, from_left, 0).to_vec();
     if let Some(d) = multi.lookup(dst, hd, ctx.now) {
@@ -729,6 +738,9 @@ fn lmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
             continue;
         };
         let l = as_list(e.value())?;
+        if l.is_empty() {
+            continue;
+        }
         let n = usize::try_from(count).unwrap_or(usize::MAX).min(l.len());
         let mark = ctx.out.len();
         ctx.out.array(2);
