@@ -4,6 +4,11 @@
 //! becomes an absolute deadline, APPEND becomes the whole new string (as pieces, so it is
 //! never joined in memory just to be logged). Replaying effects is therefore idempotent
 //! and independent of the clock.
+//!
+//! Collection effects are the exception: element-level operations (push these items,
+//! pop three), so a write to a large list or hash logs what changed, not the collection.
+//! They are deterministic given the key's previous state, which replay in log order
+//! reproduces.
 
 use crate::{Lsn, Value};
 
@@ -35,6 +40,57 @@ pub enum Effect<'a> {
     Expire { key: &'a [u8], at: u64 },
     /// Every key is gone.
     FlushAll,
+
+    // --- lists and hashes ---
+    // Element-level operations: each is applied to the key's previous state (replay is
+    // deterministic because it sees the same state in the same order). An effect that
+    // leaves a collection empty deletes the key. Only the pushes and `HashSet` create a
+    // missing key (without a deadline); the others do nothing to one.
+    /// Pushes `items` one at a time at the head (`left`) or the tail of the list: LPUSH
+    /// a b c leaves c b a at the head.
+    ListPush {
+        key: &'a [u8],
+        left: bool,
+        items: &'a [&'a [u8]],
+    },
+    /// Removes `count` elements (at most the list's length) from the head or the tail.
+    ListPop {
+        key: &'a [u8],
+        left: bool,
+        count: u64,
+    },
+    /// Replaces the element at `index` (from the head, within the list).
+    ListSet {
+        key: &'a [u8],
+        index: u64,
+        value: &'a [u8],
+    },
+    /// Inserts `value` so that it is then at `index` (0 ..= length).
+    ListInsert {
+        key: &'a [u8],
+        index: u64,
+        value: &'a [u8],
+    },
+    /// Removes elements equal to `value`, as LREM does: the first `count` from the head
+    /// when positive, the last `-count` from the tail when negative, all when 0.
+    ListRemove {
+        key: &'a [u8],
+        value: &'a [u8],
+        count: i64,
+    },
+    /// Removes `head` elements from the head and `tail` from the tail (LTRIM, with its
+    /// range already resolved against the length).
+    ListTrim { key: &'a [u8], head: u64, tail: u64 },
+    /// Sets each field to its value, creating the hash and the fields as needed.
+    HashSet {
+        key: &'a [u8],
+        pairs: &'a [(&'a [u8], &'a [u8])],
+    },
+    /// Removes these fields (missing ones are ignored).
+    HashDel {
+        key: &'a [u8],
+        fields: &'a [&'a [u8]],
+    },
 }
 
 impl<'a> Effect<'a> {
@@ -46,6 +102,15 @@ impl<'a> Effect<'a> {
             | Effect::SetValue { key, .. }
             | Effect::Del { key }
             | Effect::Expire { key, .. } => Some(key),
+            // lists and hashes
+            Effect::ListPush { key, .. }
+            | Effect::ListPop { key, .. }
+            | Effect::ListSet { key, .. }
+            | Effect::ListInsert { key, .. }
+            | Effect::ListRemove { key, .. }
+            | Effect::ListTrim { key, .. }
+            | Effect::HashSet { key, .. }
+            | Effect::HashDel { key, .. } => Some(key),
             Effect::FlushAll => None,
         }
     }

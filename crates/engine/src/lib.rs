@@ -15,6 +15,8 @@
 
 mod effect;
 mod glob;
+mod hash;
+mod list;
 mod store;
 mod value;
 

@@ -9,7 +9,7 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use slab::Slab;
 
 use crate::effect::{Effect, Journal, JournalError, NoJournal};
-use crate::{Lsn, Value};
+use crate::{Lsn, Value, hash, list};
 
 /// Most shards a store can have; the shard index is taken from the hash's top 16 bits.
 pub const MAX_SHARDS: usize = 1 << 16;
@@ -270,7 +270,79 @@ impl ShardData {
                 }
             }
             Effect::FlushAll => *self = ShardData::new(),
+            // lists and hashes
+            Effect::ListPush { key, left, items } => {
+                self.apply_to_collection(key, h, now, Some(list::empty), |v| {
+                    list::push(v, left, items)
+                })
+            }
+            Effect::ListPop { key, left, count } => {
+                self.apply_to_collection(key, h, now, None, |v| list::pop(v, left, count))
+            }
+            Effect::ListSet { key, index, value } => {
+                self.apply_to_collection(key, h, now, None, |v| list::set(v, index, value))
+            }
+            Effect::ListInsert { key, index, value } => {
+                self.apply_to_collection(key, h, now, None, |v| list::insert(v, index, value))
+            }
+            Effect::ListRemove { key, value, count } => {
+                self.apply_to_collection(key, h, now, None, |v| list::remove(v, value, count))
+            }
+            Effect::ListTrim { key, head, tail } => {
+                self.apply_to_collection(key, h, now, None, |v| list::trim(v, head, tail))
+            }
+            Effect::HashSet { key, pairs } => {
+                self.apply_to_collection(key, h, now, Some(hash::empty), |v| hash::set(v, pairs))
+            }
+            Effect::HashDel { key, fields } => {
+                self.apply_to_collection(key, h, now, None, |v| hash::del(v, fields))
+            }
         }
+    }
+
+    /// Applies an element-level effect to the collection at `key`: `op` changes the value
+    /// in place and returns the change of its heap size, which `mem` takes as a delta
+    /// (re-measuring a large collection on every write would be O(n)). A missing key is
+    /// created with `create`'s empty value and no deadline, or left missing when `create`
+    /// is `None`. A collection left empty is deleted, as Redis deletes empty keys.
+    fn apply_to_collection(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        now: u64,
+        create: Option<fn() -> Value>,
+        op: impl FnOnce(&mut Value) -> isize,
+    ) {
+        match self.find(key, h) {
+            Some(idx) => {
+                let e = &mut self.entries[idx];
+                let delta = op(&mut e.value);
+                e.touch(now);
+                self.mem = self.mem.wrapping_add_signed(delta);
+                if is_empty_collection(&self.entries[idx].value) {
+                    self.remove_at(idx, h);
+                }
+            }
+            None => {
+                let Some(create) = create else { return };
+                let mut value = create();
+                op(&mut value);
+                if !is_empty_collection(&value) {
+                    self.insert(key, h, value, 0, now);
+                }
+            }
+        }
+    }
+}
+
+/// True for a list, hash, set or sorted set without elements (such a key must not exist).
+fn is_empty_collection(v: &Value) -> bool {
+    match v {
+        Value::List(l) => l.is_empty(),
+        Value::Hash(h) => h.is_empty(),
+        Value::Set(s) => s.is_empty(),
+        Value::ZSet(z) => z.scores.is_empty(),
+        Value::Int(_) | Value::Str(_) => false,
     }
 }
 
@@ -1009,6 +1081,29 @@ impl MultiMut<'_> {
     /// The live entry for `key` (whose shard must be locked).
     pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
         self.shard(h).get(key, h, now)
+    }
+
+    /// The live entry for `key` (whose shard must be locked); an expired one is removed
+    /// (and the removal logged), as [`ShardMut::lookup`] does. Commands that apply
+    /// element-level effects look keys up this way, so an effect never lands on an
+    /// expired entry.
+    pub fn lookup(&mut self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+        let store = self.store;
+        let shard = self.shard_mut(h);
+        let idx = shard.find(key, h)?;
+        if !shard.entries[idx].is_live(now) {
+            if let Ok(lsn) = store.journal().append(&[Effect::Del { key }]) {
+                shard.remove_at(idx, h);
+                store.expired.fetch_add(1, Ordering::Relaxed);
+                if lsn != 0 {
+                    shard.last_lsn = lsn;
+                }
+            }
+            return None;
+        }
+        let e = &shard.entries[idx];
+        e.touch(now);
+        Some(e)
     }
 
     /// Journals `effects` as one atomic record, then applies them.

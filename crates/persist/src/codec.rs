@@ -38,6 +38,15 @@ const EFFECT_SET_VALUE: u8 = 3;
 const EFFECT_DEL: u8 = 4;
 const EFFECT_EXPIRE: u8 = 5;
 const EFFECT_FLUSH_ALL: u8 = 6;
+// lists and hashes: tags 16..=39
+const EFFECT_LIST_PUSH: u8 = 16;
+const EFFECT_LIST_POP: u8 = 17;
+const EFFECT_LIST_SET: u8 = 18;
+const EFFECT_LIST_INSERT: u8 = 19;
+const EFFECT_LIST_REMOVE: u8 = 20;
+const EFFECT_LIST_TRIM: u8 = 21;
+const EFFECT_HASH_SET: u8 = 24;
+const EFFECT_HASH_DEL: u8 = 25;
 
 const VALUE_STR: u8 = 0;
 const VALUE_INT: u8 = 1;
@@ -95,6 +104,63 @@ pub fn encode_effects(buf: &mut Vec<u8>, effects: &[Effect<'_>]) {
                 put_u64(buf, at);
             }
             Effect::FlushAll => buf.push(EFFECT_FLUSH_ALL),
+            // lists and hashes
+            Effect::ListPush { key, left, items } => {
+                buf.push(EFFECT_LIST_PUSH);
+                put_bytes(buf, key);
+                buf.push(left as u8);
+                put_varint(buf, items.len() as u64);
+                for item in items {
+                    put_bytes(buf, item);
+                }
+            }
+            Effect::ListPop { key, left, count } => {
+                buf.push(EFFECT_LIST_POP);
+                put_bytes(buf, key);
+                buf.push(left as u8);
+                put_varint(buf, count);
+            }
+            Effect::ListSet { key, index, value } => {
+                buf.push(EFFECT_LIST_SET);
+                put_bytes(buf, key);
+                put_varint(buf, index);
+                put_bytes(buf, value);
+            }
+            Effect::ListInsert { key, index, value } => {
+                buf.push(EFFECT_LIST_INSERT);
+                put_bytes(buf, key);
+                put_varint(buf, index);
+                put_bytes(buf, value);
+            }
+            Effect::ListRemove { key, value, count } => {
+                buf.push(EFFECT_LIST_REMOVE);
+                put_bytes(buf, key);
+                put_bytes(buf, value);
+                put_u64(buf, count as u64);
+            }
+            Effect::ListTrim { key, head, tail } => {
+                buf.push(EFFECT_LIST_TRIM);
+                put_bytes(buf, key);
+                put_varint(buf, head);
+                put_varint(buf, tail);
+            }
+            Effect::HashSet { key, pairs } => {
+                buf.push(EFFECT_HASH_SET);
+                put_bytes(buf, key);
+                put_varint(buf, pairs.len() as u64);
+                for (field, value) in pairs {
+                    put_bytes(buf, field);
+                    put_bytes(buf, value);
+                }
+            }
+            Effect::HashDel { key, fields } => {
+                buf.push(EFFECT_HASH_DEL);
+                put_bytes(buf, key);
+                put_varint(buf, fields.len() as u64);
+                for field in fields {
+                    put_bytes(buf, field);
+                }
+            }
         }
     }
 }
@@ -159,6 +225,45 @@ pub enum LoggedEffect {
         at: u64,
     },
     FlushAll,
+    // lists and hashes: the element-level effects, owned.
+    ListPush {
+        key: Vec<u8>,
+        left: bool,
+        items: Vec<Vec<u8>>,
+    },
+    ListPop {
+        key: Vec<u8>,
+        left: bool,
+        count: u64,
+    },
+    ListSet {
+        key: Vec<u8>,
+        index: u64,
+        value: Vec<u8>,
+    },
+    ListInsert {
+        key: Vec<u8>,
+        index: u64,
+        value: Vec<u8>,
+    },
+    ListRemove {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        count: i64,
+    },
+    ListTrim {
+        key: Vec<u8>,
+        head: u64,
+        tail: u64,
+    },
+    HashSet {
+        key: Vec<u8>,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    HashDel {
+        key: Vec<u8>,
+        fields: Vec<Vec<u8>>,
+    },
 }
 
 impl LoggedEffect {
@@ -168,8 +273,73 @@ impl LoggedEffect {
             | LoggedEffect::Del { key }
             | LoggedEffect::Expire { key, .. } => Some(key),
             LoggedEffect::FlushAll => None,
+            // lists and hashes
+            LoggedEffect::ListPush { key, .. }
+            | LoggedEffect::ListPop { key, .. }
+            | LoggedEffect::ListSet { key, .. }
+            | LoggedEffect::ListInsert { key, .. }
+            | LoggedEffect::ListRemove { key, .. }
+            | LoggedEffect::ListTrim { key, .. }
+            | LoggedEffect::HashSet { key, .. }
+            | LoggedEffect::HashDel { key, .. } => Some(key),
         }
     }
+
+    /// Calls `f` with the engine's borrowed form of a list or hash effect; `None` for the
+    /// other effects.
+    pub fn with_collection_effect<R>(&self, f: impl FnOnce(&Effect<'_>) -> R) -> Option<R> {
+        Some(match self {
+            LoggedEffect::ListPush { key, left, items } => f(&Effect::ListPush {
+                key,
+                left: *left,
+                items: &slices(items),
+            }),
+            LoggedEffect::ListPop { key, left, count } => f(&Effect::ListPop {
+                key,
+                left: *left,
+                count: *count,
+            }),
+            LoggedEffect::ListSet { key, index, value } => f(&Effect::ListSet {
+                key,
+                index: *index,
+                value,
+            }),
+            LoggedEffect::ListInsert { key, index, value } => f(&Effect::ListInsert {
+                key,
+                index: *index,
+                value,
+            }),
+            LoggedEffect::ListRemove { key, value, count } => f(&Effect::ListRemove {
+                key,
+                value,
+                count: *count,
+            }),
+            LoggedEffect::ListTrim { key, head, tail } => f(&Effect::ListTrim {
+                key,
+                head: *head,
+                tail: *tail,
+            }),
+            LoggedEffect::HashSet { key, pairs } => {
+                let pairs: Vec<(&[u8], &[u8])> = pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .collect();
+                f(&Effect::HashSet { key, pairs: &pairs })
+            }
+            LoggedEffect::HashDel { key, fields } => f(&Effect::HashDel {
+                key,
+                fields: &slices(fields),
+            }),
+            LoggedEffect::Set { .. }
+            | LoggedEffect::Del { .. }
+            | LoggedEffect::Expire { .. }
+            | LoggedEffect::FlushAll => return None,
+        })
+    }
+}
+
+fn slices(v: &[Vec<u8>]) -> Vec<&[u8]> {
+    v.iter().map(|e| e.as_slice()).collect()
 }
 
 /// A bounds-checked reader over a byte slice.
@@ -205,6 +375,15 @@ impl<'a> Reader<'a> {
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         let b = self.take(8)?;
         Ok(u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+
+    /// A boolean byte: 0 or 1, anything else is damage.
+    pub fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.err("bad flag byte")),
+        }
     }
 
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
@@ -338,6 +517,62 @@ pub fn decode_effects(payload: &[u8]) -> Result<Vec<LoggedEffect>, DecodeError> 
                 LoggedEffect::Expire { key, at }
             }
             EFFECT_FLUSH_ALL => LoggedEffect::FlushAll,
+            // lists and hashes
+            EFFECT_LIST_PUSH => {
+                let key = r.bytes()?.to_vec();
+                let left = r.flag()?;
+                let n = r.count(1)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(r.bytes()?.to_vec());
+                }
+                LoggedEffect::ListPush { key, left, items }
+            }
+            EFFECT_LIST_POP => LoggedEffect::ListPop {
+                key: r.bytes()?.to_vec(),
+                left: r.flag()?,
+                count: r.varint()?,
+            },
+            EFFECT_LIST_SET => LoggedEffect::ListSet {
+                key: r.bytes()?.to_vec(),
+                index: r.varint()?,
+                value: r.bytes()?.to_vec(),
+            },
+            EFFECT_LIST_INSERT => LoggedEffect::ListInsert {
+                key: r.bytes()?.to_vec(),
+                index: r.varint()?,
+                value: r.bytes()?.to_vec(),
+            },
+            EFFECT_LIST_REMOVE => LoggedEffect::ListRemove {
+                key: r.bytes()?.to_vec(),
+                value: r.bytes()?.to_vec(),
+                count: r.u64()? as i64,
+            },
+            EFFECT_LIST_TRIM => LoggedEffect::ListTrim {
+                key: r.bytes()?.to_vec(),
+                head: r.varint()?,
+                tail: r.varint()?,
+            },
+            EFFECT_HASH_SET => {
+                let key = r.bytes()?.to_vec();
+                let n = r.count(2)?;
+                let mut pairs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let field = r.bytes()?.to_vec();
+                    let value = r.bytes()?.to_vec();
+                    pairs.push((field, value));
+                }
+                LoggedEffect::HashSet { key, pairs }
+            }
+            EFFECT_HASH_DEL => {
+                let key = r.bytes()?.to_vec();
+                let n = r.count(1)?;
+                let mut fields = Vec::with_capacity(n);
+                for _ in 0..n {
+                    fields.push(r.bytes()?.to_vec());
+                }
+                LoggedEffect::HashDel { key, fields }
+            }
             _ => {
                 return Err(DecodeError {
                     at: r.pos,
@@ -421,5 +656,134 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(decode_effects(&buf[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn list_and_hash_effects_round_trip() {
+        let big = vec![7u8; 300];
+        let effects = [
+            Effect::ListPush {
+                key: b"l",
+                left: true,
+                items: &[b"a", b"", &big],
+            },
+            Effect::ListPush {
+                key: b"l",
+                left: false,
+                items: &[],
+            },
+            Effect::ListPop {
+                key: b"l",
+                left: false,
+                count: u64::MAX,
+            },
+            Effect::ListSet {
+                key: b"l",
+                index: 300,
+                value: b"v",
+            },
+            Effect::ListInsert {
+                key: b"l",
+                index: 0,
+                value: b"",
+            },
+            Effect::ListRemove {
+                key: b"l",
+                value: b"x",
+                count: i64::MIN,
+            },
+            Effect::ListTrim {
+                key: b"l",
+                head: 1,
+                tail: 1 << 40,
+            },
+            Effect::HashSet {
+                key: b"h",
+                pairs: &[(b"f", b"v"), (b"", &big)],
+            },
+            Effect::HashDel {
+                key: b"h",
+                fields: &[b"f", b"g"],
+            },
+        ];
+        let mut buf = Vec::new();
+        encode_effects(&mut buf, &effects);
+        let back = decode_effects(&buf).unwrap();
+        assert_eq!(
+            back,
+            vec![
+                LoggedEffect::ListPush {
+                    key: b"l".to_vec(),
+                    left: true,
+                    items: vec![b"a".to_vec(), Vec::new(), big.clone()],
+                },
+                LoggedEffect::ListPush {
+                    key: b"l".to_vec(),
+                    left: false,
+                    items: Vec::new(),
+                },
+                LoggedEffect::ListPop {
+                    key: b"l".to_vec(),
+                    left: false,
+                    count: u64::MAX,
+                },
+                LoggedEffect::ListSet {
+                    key: b"l".to_vec(),
+                    index: 300,
+                    value: b"v".to_vec(),
+                },
+                LoggedEffect::ListInsert {
+                    key: b"l".to_vec(),
+                    index: 0,
+                    value: Vec::new(),
+                },
+                LoggedEffect::ListRemove {
+                    key: b"l".to_vec(),
+                    value: b"x".to_vec(),
+                    count: i64::MIN,
+                },
+                LoggedEffect::ListTrim {
+                    key: b"l".to_vec(),
+                    head: 1,
+                    tail: 1 << 40,
+                },
+                LoggedEffect::HashSet {
+                    key: b"h".to_vec(),
+                    pairs: vec![(b"f".to_vec(), b"v".to_vec()), (Vec::new(), big.clone())],
+                },
+                LoggedEffect::HashDel {
+                    key: b"h".to_vec(),
+                    fields: vec![b"f".to_vec(), b"g".to_vec()],
+                },
+            ]
+        );
+        // The borrowed form handed back to the engine encodes to the same bytes.
+        let mut again = Vec::new();
+        for e in &back {
+            let one = e
+                .with_collection_effect(|effect| {
+                    let mut b = Vec::new();
+                    encode_effects(&mut b, &[*effect]);
+                    b
+                })
+                .unwrap();
+            again.extend_from_slice(&one[1..]);
+        }
+        assert_eq!(again, buf[1..]);
+        for cut in 0..buf.len() {
+            assert!(decode_effects(&buf[..cut]).is_err());
+        }
+        // A flag byte other than 0 or 1 is damage.
+        let mut bad = Vec::new();
+        encode_effects(
+            &mut bad,
+            &[Effect::ListPop {
+                key: b"k",
+                left: true,
+                count: 1,
+            }],
+        );
+        bad[4] = 2;
+        assert!(decode_effects(&bad).is_err());
     }
 }

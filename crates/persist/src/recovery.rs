@@ -350,11 +350,9 @@ fn apply(store: &Store, e: LoggedEffect, lsn: Lsn, snap: Option<&SnapshotMeta>, 
             if covered(&key) {
                 return;
             }
-            if expire_at != 0 && expire_at <= now {
-                store.apply_logged(&[Effect::Del { key: &key }], lsn, now);
-            } else {
-                store.insert_loaded(&key, value, expire_at, now);
-            }
+            // Kept even when its deadline has passed: a later record may extend it
+            // (PERSIST) or change the value in place (a list push), and must find it.
+            store.insert_loaded(&key, value, expire_at, now);
         }
         LoggedEffect::Del { key } => {
             if !covered(&key) {
@@ -370,5 +368,18 @@ fn apply(store: &Store, e: LoggedEffect, lsn: Lsn, snap: Option<&SnapshotMeta>, 
             Some(s) if lsn <= s.max_covered => store.remove_where(|k| !s.covers(k, lsn)),
             _ => store.apply_logged(&[Effect::FlushAll], lsn, now),
         },
+        // lists and hashes: element-level operations, applied to the key's replayed state.
+        e @ (LoggedEffect::ListPush { .. }
+        | LoggedEffect::ListPop { .. }
+        | LoggedEffect::ListSet { .. }
+        | LoggedEffect::ListInsert { .. }
+        | LoggedEffect::ListRemove { .. }
+        | LoggedEffect::ListTrim { .. }
+        | LoggedEffect::HashSet { .. }
+        | LoggedEffect::HashDel { .. }) => {
+            if !e.key().is_some_and(covered) {
+                e.with_collection_effect(|effect| store.apply_logged(&[*effect], lsn, now));
+            }
+        }
     }
 }

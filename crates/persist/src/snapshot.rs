@@ -246,8 +246,7 @@ impl SnapshotReader {
         Ok(buf)
     }
 
-    /// Loads every entry into `store` (entries already expired at `now` are skipped) and
-    /// checks the checksum.
+    /// Loads every entry into `store` and checks the checksum.
     pub fn load_into(mut self, store: &Store, now: u64) -> Result<SnapshotMeta, SnapshotError> {
         let mut covered = vec![0; self.shard_count];
         let mut keys = 0u64;
@@ -279,10 +278,11 @@ impl SnapshotReader {
                 })()
                 .map_err(|e| self.damaged(&format!("shard {shard}: {e}")))?;
                 let (key, expire_at, value) = entry;
-                if expire_at == 0 || expire_at > now {
-                    store.insert_loaded(key, value, expire_at, now);
-                    keys += 1;
-                }
+                // Loaded even when its deadline has passed (reads treat it as absent and
+                // expiry removes it): a later log record may still change it, as a
+                // PERSIST or a list push made before the deadline did.
+                store.insert_loaded(key, value, expire_at, now);
+                keys += 1;
             }
             if !r.is_empty() {
                 return Err(self.damaged(&format!("shard {shard}: trailing bytes")));

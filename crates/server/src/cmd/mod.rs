@@ -6,8 +6,10 @@ use crate::command::CommandSpec;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod hashes;
 pub mod introspection;
 pub mod keys;
+pub mod lists;
 pub mod persistence;
 pub mod server;
 pub mod strings;
@@ -18,6 +20,8 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     client::COMMANDS,
     strings::COMMANDS,
     keys::COMMANDS,
+    lists::COMMANDS,
+    hashes::COMMANDS,
     server::COMMANDS,
     config::COMMANDS,
     introspection::COMMANDS,
