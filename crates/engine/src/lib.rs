@@ -15,8 +15,10 @@
 
 mod effect;
 mod glob;
+mod set;
 mod store;
 mod value;
+mod zset;
 
 pub use effect::{Effect, Journal, JournalError, NoJournal};
 pub use glob::glob_match;
@@ -26,6 +28,7 @@ pub use store::{
     WriteError, observed_lsn_reset,
 };
 pub use value::{ScoredMember, Value, ZSet, parse_canonical_i64};
+pub use zset::ZOrder;
 
 /// Log sequence number: the position of a record in the write-ahead log. 0 means "not
 /// logged" (persistence off).

@@ -270,6 +270,55 @@ impl ShardData {
                 }
             }
             Effect::FlushAll => *self = ShardData::new(),
+            Effect::SetAdd { key, members } => {
+                self.update_collection(key, h, now, |v| crate::set::apply_add(v, members))
+            }
+            Effect::SetRem { key, members } => {
+                self.update_collection(key, h, now, |v| crate::set::apply_rem(v, members))
+            }
+            Effect::ZAdd { key, entries } => {
+                self.update_collection(key, h, now, |v| crate::zset::apply_add(v, entries))
+            }
+            Effect::ZRem { key, members } => {
+                self.update_collection(key, h, now, |v| crate::zset::apply_rem(v, members))
+            }
+        }
+    }
+
+    /// Changes the collection at `key` in place with `change`, which returns the change
+    /// of the value's accounted heap bytes (so `mem` never needs an O(n) recount). A
+    /// missing key is created first (as an empty string, which `change` replaces with the
+    /// collection it expects, or leaves alone when it removes); a collection left empty
+    /// is deleted.
+    fn update_collection(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        now: u64,
+        change: impl FnOnce(&mut Value) -> isize,
+    ) {
+        let (idx, created) = match self.find(key, h) {
+            Some(idx) => (idx, false),
+            None => {
+                self.insert(key, h, Value::Str(Vec::new()), 0, now);
+                (self.find(key, h).expect("inserted above"), true)
+            }
+        };
+        let e = &mut self.entries[idx];
+        let delta = change(&mut e.value);
+        e.touch(now);
+        self.mem = self.mem.wrapping_add_signed(delta);
+        let empty = match &e.value {
+            Value::List(l) => l.is_empty(),
+            Value::Hash(m) => m.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+            // The placeholder of a missing key that a removal left alone.
+            Value::Str(s) => created && s.is_empty(),
+            Value::Int(_) => false,
+        };
+        if empty {
+            self.remove_at(idx, h);
         }
     }
 }
@@ -1056,6 +1105,32 @@ impl MultiMut<'_> {
         }
         let shard = self.shard_mut(hd);
         shard.insert(dst, hd, moved.value, expire_at, now);
+        if lsn != 0 {
+            shard.last_lsn = lsn;
+        }
+        Ok(lsn)
+    }
+}
+
+impl MultiMut<'_> {
+    /// Sets `key` (whose shard must be locked) to `value` with deadline `expire_at` (0:
+    /// none), journaled as one `SetValue` record; the value is moved in, not copied
+    /// (SINTERSTORE, ZUNIONSTORE and the other commands that store a computed result).
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        value: Value,
+        expire_at: u64,
+        now: u64,
+    ) -> Result<Lsn, WriteError> {
+        let lsn = self.store.journal().append(&[Effect::SetValue {
+            key,
+            value: &value,
+            expire_at,
+        }])?;
+        let shard = self.shard_mut(h);
+        shard.insert(key, h, value, expire_at, now);
         if lsn != 0 {
             shard.last_lsn = lsn;
         }

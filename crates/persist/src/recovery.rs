@@ -366,6 +366,54 @@ fn apply(store: &Store, e: LoggedEffect, lsn: Lsn, snap: Option<&SnapshotMeta>, 
                 store.apply_logged(&[Effect::Expire { key: &key, at }], lsn, now);
             }
         }
+        LoggedEffect::SetAdd { key, members } if !covered(&key) => {
+            let members: Vec<&[u8]> = members.iter().map(|m| &m[..]).collect();
+            store.apply_logged(
+                &[Effect::SetAdd {
+                    key: &key,
+                    members: &members,
+                }],
+                lsn,
+                now,
+            );
+        }
+        LoggedEffect::SetRem { key, members } if !covered(&key) => {
+            let members: Vec<&[u8]> = members.iter().map(|m| &m[..]).collect();
+            store.apply_logged(
+                &[Effect::SetRem {
+                    key: &key,
+                    members: &members,
+                }],
+                lsn,
+                now,
+            );
+        }
+        LoggedEffect::ZAdd { key, entries } if !covered(&key) => {
+            let entries: Vec<(f64, &[u8])> = entries.iter().map(|(s, m)| (*s, &m[..])).collect();
+            store.apply_logged(
+                &[Effect::ZAdd {
+                    key: &key,
+                    entries: &entries,
+                }],
+                lsn,
+                now,
+            );
+        }
+        LoggedEffect::ZRem { key, members } if !covered(&key) => {
+            let members: Vec<&[u8]> = members.iter().map(|m| &m[..]).collect();
+            store.apply_logged(
+                &[Effect::ZRem {
+                    key: &key,
+                    members: &members,
+                }],
+                lsn,
+                now,
+            );
+        }
+        LoggedEffect::SetAdd { .. }
+        | LoggedEffect::SetRem { .. }
+        | LoggedEffect::ZAdd { .. }
+        | LoggedEffect::ZRem { .. } => {}
         LoggedEffect::FlushAll => match snap {
             Some(s) if lsn <= s.max_covered => store.remove_where(|k| !s.covers(k, lsn)),
             _ => store.apply_logged(&[Effect::FlushAll], lsn, now),
