@@ -606,7 +606,7 @@ fn scan(ctx: &mut Ctx, a: Args) -> CmdResult {
 /// A SCAN cursor as Redis 7.2 reads it (C's `strtoul`, base 10): an optional sign, then
 /// digits, with no leading space; a negative number wraps around, an empty string is 0,
 /// and the text ends at a NUL byte. `None` for anything else, or for overflow.
-fn parse_cursor(text: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(text: &[u8]) -> Option<u64> {
     let text = text.split(|&b| b == 0).next().unwrap_or_default();
     let (negative, digits) = match text {
         [b'-', rest @ ..] => (true, rest),

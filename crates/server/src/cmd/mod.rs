@@ -10,7 +10,9 @@ pub mod introspection;
 pub mod keys;
 pub mod persistence;
 pub mod server;
+pub mod sets;
 pub mod strings;
+pub mod zsets;
 
 /// Every command the server knows, by family.
 pub const FAMILIES: &[&[CommandSpec]] = &[
@@ -22,4 +24,6 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     config::COMMANDS,
     introspection::COMMANDS,
     persistence::COMMANDS,
+    sets::COMMANDS,
+    zsets::COMMANDS,
 ];
