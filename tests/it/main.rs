@@ -13,4 +13,6 @@ mod keys;
 mod network;
 mod persistence;
 mod server;
+mod sets;
 mod strings;
+mod zsets;

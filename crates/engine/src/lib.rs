@@ -22,6 +22,7 @@ mod zset;
 
 pub use effect::{Effect, Journal, JournalError, NoJournal};
 pub use glob::glob_match;
+pub use set::SetMembers;
 pub use store::MAX_SHARDS;
 pub use store::{
     Entry, Expiry, KeyHash, MultiMut, ScanCursor, ShardMut, ShardRef, Store, StoreStats,

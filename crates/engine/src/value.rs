@@ -16,7 +16,7 @@ pub enum Value {
     Str(Vec<u8>),
     List(Box<VecDeque<Vec<u8>>>),
     Hash(Box<hashbrown::HashMap<Bytes, Vec<u8>, RandomState>>),
-    Set(Box<hashbrown::HashSet<Bytes, RandomState>>),
+    Set(Box<crate::set::SetMembers>),
     ZSet(Box<ZSet>),
 }
 

@@ -328,7 +328,7 @@ impl<'a> Reader<'a> {
             }
             VALUE_SET => {
                 let n = self.count(1)?;
-                let mut s = hashbrown::HashSet::with_capacity_and_hasher(n, Default::default());
+                let mut s = dse_engine::SetMembers::with_capacity(n);
                 for _ in 0..n {
                     s.insert(self.bytes()?.into());
                 }
@@ -598,10 +598,8 @@ mod tests {
 
     #[test]
     fn set_and_sorted_set_values_round_trip() {
-        let mut set: hashbrown::HashSet<Box<[u8]>, _> = Default::default();
-        for m in [&b"a"[..], b"", b"12"] {
-            set.insert(m.into());
-        }
+        let set: dse_engine::SetMembers =
+            [&b"a"[..], b"", b"12"].iter().map(|&m| m.into()).collect();
         let mut z = dse_engine::ZSet::default();
         z.set(b"a", 2.0);
         z.set(b"b", -0.0);

@@ -12,8 +12,7 @@ use crate::args;
 use crate::cmd::keys::parse_cursor;
 use crate::command::{CmdError, CmdResult, CommandSpec, Ctx, cmd, flag::*};
 
-/// The members of a set value.
-pub type Members = hashbrown::HashSet<Box<[u8]>, foldhash::fast::RandomState>;
+pub use dse_engine::SetMembers as Members;
 
 const SCAN_COMPLEXITY: &str = "O(1) for every call. O(N) for a complete iteration, including enough command calls for the cursor to return back to 0. N is the number of elements inside the collection..";
 const INTER_COMPLEXITY: &str =
@@ -368,16 +367,35 @@ pub(crate) fn pick<T>(iter: impl Iterator<Item = T>, positions: &[usize]) -> Vec
     out
 }
 
-/// `k` distinct random members of `set` (k < len).
+/// `k` distinct random members of `set` (k < len): random probes while they are
+/// likely to find new members (as Redis's "CASE 4"), else one pass over chosen positions.
 fn random_distinct(set: &Members, k: usize) -> Vec<&[u8]> {
-    let positions = distinct_positions(&mut rand::rng(), set.len(), k);
-    pick(set.iter().map(|m| &m[..]), &positions)
+    let mut rng = rand::rng();
+    if k.saturating_mul(3) > set.len() {
+        let positions = distinct_positions(&mut rng, set.len(), k);
+        return pick(set.iter().map(|m| &m[..]), &positions);
+    }
+    let mut chosen =
+        hashbrown::HashSet::<&[u8], foldhash::fast::RandomState>::with_capacity_and_hasher(
+            k,
+            Default::default(),
+        );
+    let mut out = Vec::with_capacity(k);
+    while out.len() < k {
+        if let Some(m) = set.random(|n| rng.random_range(0..n))
+            && chosen.insert(&m[..])
+        {
+            out.push(&m[..]);
+        }
+    }
+    out
 }
 
 /// One random member of a non-empty set.
 fn random_member(set: &Members) -> &[u8] {
-    let i = rand::rng().random_range(0..set.len());
-    set.iter().nth(i).map_or(&[][..], |m| &m[..])
+    let mut rng = rand::rng();
+    set.random(|n| rng.random_range(0..n))
+        .map_or(&[][..], |m| &m[..])
 }
 
 /// `SPOP key [count]` → a random member, removed (nil for a missing key); with `count`,
@@ -478,11 +496,9 @@ fn srandmember(ctx: &mut Ctx, a: Args) -> CmdResult {
             if n > MAX_RANDOM_REPLY {
                 return Err(CmdError::Static("ERR value is out of range"));
             }
-            let members: Vec<&[u8]> = set.iter().map(|m| &m[..]).collect();
-            let mut rng = rand::rng();
             ctx.out.array(n as usize);
             for _ in 0..n {
-                ctx.out.bulk(members[rng.random_range(0..members.len())]);
+                ctx.out.bulk(random_member(set));
             }
         } else if count as u64 >= set.len() as u64 {
             let mut all: Vec<&[u8]> = set.iter().map(|m| &m[..]).collect();
@@ -516,26 +532,29 @@ fn smove(ctx: &mut Ctx, a: Args) -> CmdResult {
         return Ok(());
     };
     let in_src = as_set(e.value())?.contains(member);
-    if let Some(d) = multi.get(dst, hd, ctx.now) {
-        as_set(d.value())?;
-    }
+    let dst_exists = match multi.get(dst, hd, ctx.now) {
+        Some(d) => as_set(d.value()).map(|_| true)?,
+        None => false,
+    };
     if src == dst || !in_src {
         ctx.out.int(in_src as i64);
         return Ok(());
     }
-    multi.commit(
-        &[
-            Effect::SetRem {
-                key: src,
-                members: &[member],
-            },
-            Effect::SetAdd {
-                key: dst,
-                members: &[member],
-            },
-        ],
-        ctx.now,
-    )?;
+    let rem = Effect::SetRem {
+        key: src,
+        members: &[member],
+    };
+    let add = Effect::SetAdd {
+        key: dst,
+        members: &[member],
+    };
+    // A destination that expired may still be stored: delete it first so the member
+    // lands in a new set (a no-op on replay when there is nothing to delete).
+    if dst_exists {
+        multi.commit(&[rem, add], ctx.now)?;
+    } else {
+        multi.commit(&[rem, Effect::Del { key: dst }, add], ctx.now)?;
+    }
     ctx.out.int(1);
     Ok(())
 }
@@ -578,7 +597,7 @@ fn combine<'m>(op: SetOp, sets: &[Option<&'m Members>], limit: usize) -> Vec<&'m
             present.sort_by_key(|s| s.len());
             let mut out = Vec::new();
             for m in present[0].iter() {
-                if present[1..].iter().all(|s| s.contains(m)) {
+                if present[1..].iter().all(|s| s.contains(&m[..])) {
                     out.push(&m[..]);
                     if out.len() == limit {
                         break;

@@ -758,9 +758,11 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, first: usize, f: AddFlags) -> CmdResult
         None => Compact::new(pairs, input.iter().map(|p| p.1.len()).max().unwrap_or(0)),
     };
     let mut len = existing.map_or(0, |z| z.len());
-    // Scores this command already changed, for members named twice.
+    // Scores this command already changed, for members named twice (a single pair
+    // needs no memory of them, and allocates nothing).
     let mut changed: hashbrown::HashMap<&[u8], f64, foldhash::fast::RandomState> =
         Default::default();
+    let several = pairs > 1;
     let mut effects: Vec<(f64, &[u8])> = Vec::with_capacity(pairs);
     let (mut added, mut updated, mut processed) = (0, 0, 0);
     let mut result = 0.0;
@@ -790,7 +792,9 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, first: usize, f: AddFlags) -> CmdResult
                     updated += 1;
                     let stored = compact.store(new);
                     effects.push((stored, member));
-                    changed.insert(member, stored);
+                    if several {
+                        changed.insert(member, stored);
+                    }
                 }
             }
             None => {
@@ -804,7 +808,9 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, first: usize, f: AddFlags) -> CmdResult
                 result = score;
                 let stored = compact.store(score);
                 effects.push((stored, member));
-                changed.insert(member, stored);
+                if several {
+                    changed.insert(member, stored);
+                }
             }
         }
     }
