@@ -24,6 +24,7 @@ const RANGE_LIMIT_COMPLEXITY: &str = "O(log(N)+M) with N being the number of ele
 const REMRANGE_COMPLEXITY: &str = "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements removed by the operation.";
 const POP_COMPLEXITY: &str = "O(log(N)*M) with N being the number of elements in the sorted set, and M being the number of elements popped.";
 const UNION_COMPLEXITY: &str = "O(N)+O(M*log(M)) with N being the sum of the sizes of the input sorted sets, and M being the number of elements in the resulting sorted set.";
+const UNIONSTORE_COMPLEXITY: &str = "O(N)+O(M log(M)) with N being the sum of the sizes of the input sorted sets, and M being the number of elements in the resulting sorted set.";
 const INTER_COMPLEXITY: &str = "O(N*K)+O(M*log(M)) worst case with N being the smallest input sorted set, K being the number of input sorted sets and M being the number of elements in the resulting sorted set.";
 const DIFF_COMPLEXITY: &str = "O(L + (N-K)log(N)) worst case where L is the total number of elements in all the sets, N is the size of the first set, and K is the size of the result set.";
 const SCAN_COMPLEXITY: &str = "O(1) for every call. O(N) for a complete iteration, including enough command calls for the cursor to return back to 0. N is the number of elements inside the collection..";
@@ -32,7 +33,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zadd", -4, WRITE | DENYOOM | FAST, zadd)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "1.2.0",
             "O(log(N)) for each item added, where N is the number of elements in the sorted set.",
             "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.",
@@ -41,7 +42,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RW", "access", "update"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "1.2.0",
             "O(log(N)) where N is the number of elements in the sorted set.",
             "Increments the score of a member in a sorted set.",
@@ -50,13 +51,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RW", "delete"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "1.2.0",
             "O(M*log(N)) with N being the number of elements in the sorted set and M the number of elements to be removed.",
             "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.",
         ),
     cmd("zscore", 3, READONLY | FAST, zscore).keys(1, 1, 1).doc(
-        "sorted_set",
+        "sorted-set",
         "1.2.0",
         "O(1)",
         "Returns the score of a member in a sorted set.",
@@ -64,7 +65,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zmscore", -3, READONLY | FAST, zmscore)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "6.2.0",
             "O(N) where N is the number of members being requested.",
             "Returns the score of one or more members in a sorted set.",
@@ -73,13 +74,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RO"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "1.2.0",
             "O(1)",
             "Returns the number of members in a sorted set.",
         ),
     cmd("zcount", 4, READONLY | FAST, zcount).keys(1, 1, 1).doc(
-        "sorted_set",
+        "sorted-set",
         "2.0.0",
         "O(log(N)) with N being the number of elements in the sorted set.",
         "Returns the count of members in a sorted set that have scores within a range.",
@@ -87,13 +88,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zlexcount", 4, READONLY | FAST, zlexcount)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.8.9",
             "O(log(N)) with N being the number of elements in the sorted set.",
             "Returns the number of members in a sorted set within a lexicographical range.",
         ),
     cmd("zrange", -4, READONLY, zrange).keys(1, 1, 1).doc(
-        "sorted_set",
+        "sorted-set",
         "1.2.0",
         RANGE_COMPLEXITY,
         "Returns members in a sorted set within a range of indexes.",
@@ -102,13 +103,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 2, 1)
         .key_flags(&["OW", "update"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "6.2.0",
             "O(log(N)+M) with N being the number of elements in the sorted set and M the number of elements stored into the destination key.",
             "Stores a range of members from sorted set in a key.",
         ),
     cmd("zrevrange", -4, READONLY, zrevrange).keys(1, 1, 1).doc(
-        "sorted_set",
+        "sorted-set",
         "1.2.0",
         RANGE_COMPLEXITY,
         "Returns members in a sorted set within a range of indexes in reverse order.",
@@ -116,7 +117,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zrangebyscore", -4, READONLY, zrangebyscore)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "1.0.5",
             RANGE_LIMIT_COMPLEXITY,
             "Returns members in a sorted set within a range of scores.",
@@ -124,7 +125,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zrevrangebyscore", -4, READONLY, zrevrangebyscore)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.2.0",
             RANGE_LIMIT_COMPLEXITY,
             "Returns members in a sorted set within a range of scores in reverse order.",
@@ -132,7 +133,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zrangebylex", -4, READONLY, zrangebylex)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.8.9",
             RANGE_LIMIT_COMPLEXITY,
             "Returns members in a sorted set within a lexicographical range.",
@@ -140,13 +141,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zrevrangebylex", -4, READONLY, zrevrangebylex)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.8.9",
             RANGE_LIMIT_COMPLEXITY,
             "Returns members in a sorted set within a lexicographical range in reverse order.",
         ),
     cmd("zrank", -3, READONLY | FAST, zrank).keys(1, 1, 1).doc(
-        "sorted_set",
+        "sorted-set",
         "2.0.0",
         "O(log(N))",
         "Returns the index of a member in a sorted set ordered by ascending scores.",
@@ -154,7 +155,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zrevrank", -3, READONLY | FAST, zrevrank)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.0.0",
             "O(log(N))",
             "Returns the index of a member in a sorted set ordered by descending scores.",
@@ -163,7 +164,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RW", "access", "delete"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "5.0.0",
             POP_COMPLEXITY,
             "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.",
@@ -172,7 +173,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RW", "access", "delete"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "5.0.0",
             POP_COMPLEXITY,
             "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.",
@@ -180,7 +181,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zmpop", -4, WRITE, zmpop)
         .key_flags(&["RW", "access", "delete"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "7.0.0",
             "O(K) + O(M*log(N)) where K is the number of provided keys, N being the number of elements in the sorted set, and M being the number of elements popped.",
             "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.",
@@ -188,7 +189,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("zrandmember", -2, READONLY, zrandmember)
         .keys(1, 1, 1)
         .doc(
-            "sorted_set",
+            "sorted-set",
             "6.2.0",
             "O(N) where N is the number of elements returned",
             "Returns one or more random members from a sorted set.",
@@ -197,7 +198,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RW", "delete"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.0.0",
             REMRANGE_COMPLEXITY,
             "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.",
@@ -206,7 +207,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RW", "delete"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "1.2.0",
             REMRANGE_COMPLEXITY,
             "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.",
@@ -215,25 +216,25 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["RW", "delete"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.8.9",
             REMRANGE_COMPLEXITY,
             "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.",
         ),
     cmd("zunion", -3, READONLY, zunion).doc(
-        "sorted_set",
+        "sorted-set",
         "6.2.0",
         UNION_COMPLEXITY,
         "Returns the union of multiple sorted sets.",
     ),
     cmd("zinter", -3, READONLY, zinter).doc(
-        "sorted_set",
+        "sorted-set",
         "6.2.0",
         INTER_COMPLEXITY,
         "Returns the intersect of multiple sorted sets.",
     ),
     cmd("zdiff", -3, READONLY, zdiff).doc(
-        "sorted_set",
+        "sorted-set",
         "6.2.0",
         DIFF_COMPLEXITY,
         "Returns the difference between multiple sorted sets.",
@@ -242,16 +243,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["OW", "update"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.0.0",
-            UNION_COMPLEXITY,
+            UNIONSTORE_COMPLEXITY,
             "Stores the union of multiple sorted sets in a key.",
         ),
     cmd("zinterstore", -4, WRITE | DENYOOM, zinterstore)
         .keys(1, 1, 1)
         .key_flags(&["OW", "update"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "2.0.0",
             INTER_COMPLEXITY,
             "Stores the intersect of multiple sorted sets in a key.",
@@ -260,19 +261,19 @@ pub const COMMANDS: &[CommandSpec] = &[
         .keys(1, 1, 1)
         .key_flags(&["OW", "update"])
         .doc(
-            "sorted_set",
+            "sorted-set",
             "6.2.0",
             DIFF_COMPLEXITY,
             "Stores the difference of multiple sorted sets in a key.",
         ),
     cmd("zintercard", -3, READONLY, zintercard).doc(
-        "sorted_set",
+        "sorted-set",
         "7.0.0",
         "O(N*K) worst case with N being the smallest input sorted set, K being the number of input sorted sets.",
         "Returns the number of members of the intersect of multiple sorted sets.",
     ),
     cmd("zscan", -3, READONLY, zscan).keys(1, 1, 1).doc(
-        "sorted_set",
+        "sorted-set",
         "2.8.0",
         SCAN_COMPLEXITY,
         "Iterates over members and scores of a sorted set.",
@@ -1837,4 +1838,87 @@ fn zscan(ctx: &mut Ctx, a: Args) -> CmdResult {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strtod_reads_what_c_reads() {
+        let full = |s: &str| {
+            let (v, used, range) = strtod(s.as_bytes());
+            (v, used == s.len(), range)
+        };
+        assert_eq!(full("1.5"), (1.5, true, false));
+        assert_eq!(full("  -2e3"), (-2000.0, true, false));
+        assert_eq!(full("+.5"), (0.5, true, false));
+        assert_eq!(full("5."), (5.0, true, false));
+        assert_eq!(full("0x10"), (16.0, true, false));
+        assert_eq!(full("-0x1.8p1"), (-3.0, true, false));
+        assert_eq!(full("0X1P-2"), (0.25, true, false));
+        assert_eq!(full("INF"), (f64::INFINITY, true, false));
+        assert_eq!(full("-Infinity"), (f64::NEG_INFINITY, true, false));
+        assert_eq!(full("1e400"), (f64::INFINITY, true, true));
+        assert_eq!(full("1e-400"), (0.0, true, true));
+        assert_eq!(full("0e-400"), (0.0, true, false));
+        assert!(strtod(b"nan(123)").0.is_nan() && strtod(b"nan(123)").1 == 8);
+        // Prefixes: what strtod stops at.
+        assert_eq!(strtod(b"1e"), (1.0, 1, false));
+        assert_eq!(strtod(b"1e+"), (1.0, 1, false));
+        assert_eq!(strtod(b"0x"), (0.0, 1, false));
+        assert_eq!(strtod(b"12abc"), (12.0, 2, false));
+        assert_eq!(strtod(b"infinit"), (f64::INFINITY, 3, false));
+        assert_eq!(strtod(b"."), (0.0, 0, false));
+        assert_eq!(strtod(b""), (0.0, 0, false));
+        assert_eq!(strtod(b"-"), (0.0, 0, false));
+    }
+
+    #[test]
+    fn score_arguments_and_bounds() {
+        assert_eq!(score_arg(b"0x10"), Ok(16.0));
+        for bad in [
+            &b""[..],
+            b" 1",
+            b"1 ",
+            b"nan",
+            b"1e400",
+            b"1e-400",
+            b"1\0",
+            b"x",
+        ] {
+            assert_eq!(score_arg(bad), Err(CmdError::NotFloat), "{bad:?}");
+        }
+        assert_eq!(score_bound(b"(1.5"), Some((1.5, true)));
+        assert_eq!(score_bound(b""), Some((0.0, false)));
+        assert_eq!(score_bound(b" 2"), Some((2.0, false)));
+        assert_eq!(score_bound(b"3\0junk"), Some((3.0, false)));
+        assert_eq!(score_bound(b"+inf"), Some((f64::INFINITY, false)));
+        assert_eq!(score_bound(b"nan"), None);
+        assert_eq!(score_bound(b"1 "), None);
+        assert_eq!(LexBound::parse(b"-"), Some(LexBound::Min));
+        assert_eq!(LexBound::parse(b"+"), Some(LexBound::Max));
+        assert_eq!(LexBound::parse(b"[a"), Some(LexBound::Incl(b"a")));
+        assert_eq!(LexBound::parse(b"("), Some(LexBound::Excl(b"")));
+        assert_eq!(LexBound::parse(b"+a"), None);
+        assert_eq!(LexBound::parse(b"a"), None);
+        assert_eq!(LexBound::parse(b""), None);
+    }
+
+    #[test]
+    fn selections() {
+        let sel = |first, count, rev| Selection { first, count, rev };
+        assert_eq!(select_ranks(5, 0, -1, false), sel(0, 5, false));
+        assert_eq!(select_ranks(5, 0, -1, true), sel(4, 5, true));
+        assert_eq!(select_ranks(5, -2, -1, true), sel(1, 2, true));
+        assert_eq!(select_ranks(5, 3, 1, false), Selection::EMPTY);
+        assert_eq!(select_ranks(5, i64::MIN, i64::MAX, false), sel(0, 5, false));
+        assert_eq!(select_ranks(0, 0, -1, false), Selection::EMPTY);
+        assert_eq!(select_window(1, 4, 1, -1, false), sel(2, 2, false));
+        assert_eq!(select_window(1, 4, 1, 1, true), sel(2, 1, true));
+        assert_eq!(select_window(1, 4, 3, 1, false), Selection::EMPTY);
+        assert_eq!(select_window(1, 4, -1, 1, false), Selection::EMPTY);
+        assert_eq!(select_window(1, 4, 0, 0, false), Selection::EMPTY);
+        assert_eq!(select_window(1, 4, 0, i64::MAX, false), sel(1, 3, false));
+    }
 }
