@@ -137,12 +137,27 @@ impl ZOrder {
         };
         self.blocks[b].insert(pos, entry);
         self.len += 1;
-        if self.blocks[b].len() > BLOCK_MAX {
-            let tail = self.blocks[b].split_off(BLOCK_MAX / 2);
+        if self.blocks[b].len() <= BLOCK_MAX {
+            self.add(b, 1);
+            return true;
+        }
+        let last = b + 1 == self.blocks.len();
+        // Entries arriving in order (a snapshot loading, a stored result) fill blocks
+        // up; elsewhere a full block splits in halves.
+        let at = if last && pos == BLOCK_MAX {
+            BLOCK_MAX
+        } else {
+            BLOCK_MAX / 2
+        };
+        let tail = self.blocks[b].split_off(at);
+        if last {
+            // A block appended at the end extends the tree in O(log n).
+            self.add(b, 1 - tail.len() as isize);
+            self.blocks.push(tail);
+            self.push_tree_entry();
+        } else {
             self.blocks.insert(b + 1, tail);
             self.rebuild();
-        } else {
-            self.adjust(b, true);
         }
         true
     }
@@ -166,7 +181,7 @@ impl ZOrder {
             }
             self.rebuild();
         } else {
-            self.adjust(b, false);
+            self.add(b, -1);
         }
         Some(entry)
     }
@@ -212,17 +227,22 @@ impl ZOrder {
         sum
     }
 
-    /// One more (or one fewer) entry in block `b`.
-    fn adjust(&mut self, b: usize, grew: bool) {
+    /// Block `b` gained (or lost) `delta` entries.
+    fn add(&mut self, b: usize, delta: isize) {
         let mut i = b + 1;
         while i < self.tree.len() {
-            if grew {
-                self.tree[i] += 1;
-            } else {
-                self.tree[i] -= 1;
-            }
+            self.tree[i] = self.tree[i].wrapping_add_signed(delta);
             i += i & i.wrapping_neg();
         }
+    }
+
+    /// Extends the tree with the entry of the block just pushed at the end: the sum of
+    /// the blocks `i - lowbit(i) .. i` (1-based).
+    fn push_tree_entry(&mut self) {
+        let i = self.blocks.len();
+        let low = i & i.wrapping_neg();
+        let sum = self.prefix(i - 1) + self.blocks[i - 1].len() - self.prefix(i - low);
+        self.tree.push(sum);
     }
 
     /// Recomputes the tree after blocks were split, merged or removed: O(blocks), which
@@ -407,6 +427,31 @@ mod tests {
         check(&order, &model);
         assert!(order.blocks.iter().all(|b| !b.is_empty()));
         assert!(!order.insert(entry(model[0].0, &model[0].1.clone())));
+    }
+
+    #[test]
+    fn entries_in_order_fill_blocks_and_keep_the_index() {
+        let mut order = ZOrder::default();
+        let mut model = Vec::new();
+        for i in 0..5000 {
+            let member = format!("m{i:05}");
+            assert!(order.insert(entry(i as f64, &member)));
+            model.push((i as f64, member));
+        }
+        assert!(
+            order.blocks[..order.blocks.len() - 1]
+                .iter()
+                .all(|b| b.len() == BLOCK_MAX)
+        );
+        check(&order, &model);
+        // Then inserts in the middle split full blocks, and the index follows.
+        for i in (1..5000).step_by(7) {
+            let member = format!("m{i:05}x");
+            assert!(order.insert(entry(i as f64, &member)));
+            model.push((i as f64, member));
+        }
+        model.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        check(&order, &model);
     }
 
     #[test]
