@@ -15,4 +15,6 @@ mod lists;
 mod network;
 mod persistence;
 mod server;
+mod sets;
 mod strings;
+mod zsets;

@@ -91,6 +91,29 @@ pub enum Effect<'a> {
         key: &'a [u8],
         fields: &'a [&'a [u8]],
     },
+    // --- sets and sorted sets ---
+    // Element-level operations: applying one depends only on the key's previous value
+    // (a missing key becomes an empty collection first; an emptied one is deleted).
+    /// These members are in the set at `key` (those already there are skipped).
+    SetAdd {
+        key: &'a [u8],
+        members: &'a [&'a [u8]],
+    },
+    /// These members are no longer in the set at `key`.
+    SetRem {
+        key: &'a [u8],
+        members: &'a [&'a [u8]],
+    },
+    /// Each member has this score in the sorted set at `key` (added or moved), in order.
+    ZAdd {
+        key: &'a [u8],
+        entries: &'a [(f64, &'a [u8])],
+    },
+    /// These members are no longer in the sorted set at `key`.
+    ZRem {
+        key: &'a [u8],
+        members: &'a [&'a [u8]],
+    },
 }
 
 impl<'a> Effect<'a> {
@@ -112,6 +135,10 @@ impl<'a> Effect<'a> {
             | Effect::HashSet { key, .. }
             | Effect::HashDel { key, .. } => Some(key),
             Effect::FlushAll => None,
+            Effect::SetAdd { key, .. }
+            | Effect::SetRem { key, .. }
+            | Effect::ZAdd { key, .. }
+            | Effect::ZRem { key, .. } => Some(key),
         }
     }
 }

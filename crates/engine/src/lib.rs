@@ -17,17 +17,21 @@ mod effect;
 mod glob;
 mod hash;
 mod list;
+mod set;
 mod store;
 mod value;
+mod zset;
 
 pub use effect::{Effect, Journal, JournalError, NoJournal};
 pub use glob::glob_match;
+pub use set::SetMembers;
 pub use store::MAX_SHARDS;
 pub use store::{
     Entry, Expiry, KeyHash, MultiMut, ScanCursor, ShardMut, ShardRef, Store, StoreStats,
     WriteError, observed_lsn_reset,
 };
 pub use value::{ScoredMember, Value, ZSet, parse_canonical_i64};
+pub use zset::ZOrder;
 
 /// Log sequence number: the position of a record in the write-ahead log. 0 means "not
 /// logged" (persistence off).

@@ -297,6 +297,22 @@ impl ShardData {
             Effect::HashDel { key, fields } => {
                 self.apply_to_collection(key, h, now, None, |v| hash::del(v, fields))
             }
+            Effect::SetAdd { key, members } => {
+                self.apply_to_collection(key, h, now, Some(empty_set), |v| {
+                    crate::set::apply_add(v, members)
+                })
+            }
+            Effect::SetRem { key, members } => {
+                self.apply_to_collection(key, h, now, None, |v| crate::set::apply_rem(v, members))
+            }
+            Effect::ZAdd { key, entries } => {
+                self.apply_to_collection(key, h, now, Some(empty_zset), |v| {
+                    crate::zset::apply_add(v, entries)
+                })
+            }
+            Effect::ZRem { key, members } => {
+                self.apply_to_collection(key, h, now, None, |v| crate::zset::apply_rem(v, members))
+            }
         }
     }
 
@@ -341,9 +357,17 @@ fn is_empty_collection(v: &Value) -> bool {
         Value::List(l) => l.is_empty(),
         Value::Hash(h) => h.is_empty(),
         Value::Set(s) => s.is_empty(),
-        Value::ZSet(z) => z.scores.is_empty(),
+        Value::ZSet(z) => z.is_empty(),
         Value::Int(_) | Value::Str(_) => false,
     }
+}
+
+fn empty_set() -> Value {
+    Value::Set(Box::default())
+}
+
+fn empty_zset() -> Value {
+    Value::ZSet(Box::default())
 }
 
 #[repr(align(128))] // one shard per cache-line pair: no false sharing between locks
@@ -1154,6 +1178,32 @@ impl MultiMut<'_> {
         }
         let shard = self.shard_mut(hd);
         shard.insert(dst, hd, moved.value, expire_at, now);
+        if lsn != 0 {
+            shard.last_lsn = lsn;
+        }
+        Ok(lsn)
+    }
+}
+
+impl MultiMut<'_> {
+    /// Sets `key` (whose shard must be locked) to `value` with deadline `expire_at` (0:
+    /// none), journaled as one `SetValue` record; the value is moved in, not copied
+    /// (SINTERSTORE, ZUNIONSTORE and the other commands that store a computed result).
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        h: KeyHash,
+        value: Value,
+        expire_at: u64,
+        now: u64,
+    ) -> Result<Lsn, WriteError> {
+        let lsn = self.store.journal().append(&[Effect::SetValue {
+            key,
+            value: &value,
+            expire_at,
+        }])?;
+        let shard = self.shard_mut(h);
+        shard.insert(key, h, value, expire_at, now);
         if lsn != 0 {
             shard.last_lsn = lsn;
         }

@@ -1,6 +1,6 @@
 //! Values: the data types a key can hold.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use foldhash::fast::RandomState;
 
@@ -16,7 +16,7 @@ pub enum Value {
     Str(Vec<u8>),
     List(Box<VecDeque<Vec<u8>>>),
     Hash(Box<hashbrown::HashMap<Bytes, Vec<u8>, RandomState>>),
-    Set(Box<hashbrown::HashSet<Bytes, RandomState>>),
+    Set(Box<crate::set::SetMembers>),
     ZSet(Box<ZSet>),
 }
 
@@ -24,7 +24,7 @@ pub enum Value {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ZSet {
     pub scores: hashbrown::HashMap<Bytes, f64, RandomState>,
-    pub ordered: BTreeSet<ScoredMember>,
+    pub ordered: crate::zset::ZOrder,
 }
 
 /// An entry of a sorted set's order. Scores are never NaN, so the order is total.
@@ -43,9 +43,11 @@ impl PartialOrd for ScoredMember {
 }
 
 impl Ord for ScoredMember {
+    /// Scores compare as numbers (-0 equals 0, as in Redis's skiplist), then members.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.score
-            .total_cmp(&other.score)
+            .partial_cmp(&other.score)
+            .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| self.member.cmp(&other.member))
     }
 }
@@ -149,8 +151,8 @@ impl Value {
             Value::Str(s) => s.capacity(),
             Value::List(l) => l.iter().map(|e| e.capacity() + ELEM).sum(),
             Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.capacity() + ELEM).sum(),
-            Value::Set(s) => s.iter().map(|m| m.len() + ELEM).sum(),
-            Value::ZSet(z) => z.scores.keys().map(|m| 2 * m.len() + 2 * ELEM).sum(),
+            Value::Set(s) => s.iter().map(|m| crate::set::member_cost(m)).sum(),
+            Value::ZSet(z) => z.scores.keys().map(|m| crate::zset::member_cost(m)).sum(),
         }
     }
 }

@@ -48,6 +48,12 @@ const EFFECT_LIST_TRIM: u8 = 21;
 const EFFECT_HASH_SET: u8 = 24;
 const EFFECT_HASH_DEL: u8 = 25;
 
+// Sets and sorted sets: tags 40..=63.
+const EFFECT_SET_ADD: u8 = 40;
+const EFFECT_SET_REM: u8 = 41;
+const EFFECT_ZADD: u8 = 42;
+const EFFECT_ZREM: u8 = 43;
+
 const VALUE_STR: u8 = 0;
 const VALUE_INT: u8 = 1;
 const VALUE_LIST: u8 = 2;
@@ -161,7 +167,29 @@ pub fn encode_effects(buf: &mut Vec<u8>, effects: &[Effect<'_>]) {
                     put_bytes(buf, field);
                 }
             }
+            Effect::SetAdd { key, members } => put_members(buf, EFFECT_SET_ADD, key, members),
+            Effect::SetRem { key, members } => put_members(buf, EFFECT_SET_REM, key, members),
+            Effect::ZRem { key, members } => put_members(buf, EFFECT_ZREM, key, members),
+            Effect::ZAdd { key, entries } => {
+                buf.push(EFFECT_ZADD);
+                put_bytes(buf, key);
+                put_varint(buf, entries.len() as u64);
+                for &(score, member) in entries {
+                    put_u64(buf, score.to_bits());
+                    put_bytes(buf, member);
+                }
+            }
         }
+    }
+}
+
+/// An effect made of a key and a list of members.
+fn put_members(buf: &mut Vec<u8>, tag: u8, key: &[u8], members: &[&[u8]]) {
+    buf.push(tag);
+    put_bytes(buf, key);
+    put_varint(buf, members.len() as u64);
+    for m in members {
+        put_bytes(buf, m);
     }
 }
 
@@ -264,6 +292,22 @@ pub enum LoggedEffect {
         key: Vec<u8>,
         fields: Vec<Vec<u8>>,
     },
+    SetAdd {
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+    },
+    SetRem {
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+    },
+    ZAdd {
+        key: Vec<u8>,
+        entries: Vec<(f64, Vec<u8>)>,
+    },
+    ZRem {
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+    },
 }
 
 impl LoggedEffect {
@@ -282,11 +326,15 @@ impl LoggedEffect {
             | LoggedEffect::ListTrim { key, .. }
             | LoggedEffect::HashSet { key, .. }
             | LoggedEffect::HashDel { key, .. } => Some(key),
+            LoggedEffect::SetAdd { key, .. }
+            | LoggedEffect::SetRem { key, .. }
+            | LoggedEffect::ZAdd { key, .. }
+            | LoggedEffect::ZRem { key, .. } => Some(key),
         }
     }
 
-    /// Calls `f` with the engine's borrowed form of a list or hash effect; `None` for the
-    /// other effects.
+    /// Calls `f` with the engine's borrowed form of a collection effect (list, hash, set,
+    /// sorted set); `None` for the other effects.
     pub fn with_collection_effect<R>(&self, f: impl FnOnce(&Effect<'_>) -> R) -> Option<R> {
         Some(match self {
             LoggedEffect::ListPush { key, left, items } => f(&Effect::ListPush {
@@ -329,6 +377,26 @@ impl LoggedEffect {
             LoggedEffect::HashDel { key, fields } => f(&Effect::HashDel {
                 key,
                 fields: &slices(fields),
+            }),
+            LoggedEffect::SetAdd { key, members } => f(&Effect::SetAdd {
+                key,
+                members: &slices(members),
+            }),
+            LoggedEffect::SetRem { key, members } => f(&Effect::SetRem {
+                key,
+                members: &slices(members),
+            }),
+            LoggedEffect::ZAdd { key, entries } => {
+                let entries: Vec<(f64, &[u8])> =
+                    entries.iter().map(|(s, m)| (*s, m.as_slice())).collect();
+                f(&Effect::ZAdd {
+                    key,
+                    entries: &entries,
+                })
+            }
+            LoggedEffect::ZRem { key, members } => f(&Effect::ZRem {
+                key,
+                members: &slices(members),
             }),
             LoggedEffect::Set { .. }
             | LoggedEffect::Del { .. }
@@ -414,6 +482,16 @@ impl<'a> Reader<'a> {
         self.take(usize::try_from(n).map_err(|_| self.err("length overflow"))?)
     }
 
+    /// A list of members (a count, then each member's bytes).
+    fn members(&mut self) -> Result<Vec<Vec<u8>>, DecodeError> {
+        let n = self.count(1)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.bytes()?.to_vec());
+        }
+        Ok(out)
+    }
+
     /// A count of items that each take at least `min_item` bytes: bounded by what is
     /// left, so a damaged count cannot make us reserve gigabytes.
     fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
@@ -449,7 +527,7 @@ impl<'a> Reader<'a> {
             }
             VALUE_SET => {
                 let n = self.count(1)?;
-                let mut s = hashbrown::HashSet::with_capacity_and_hasher(n, Default::default());
+                let mut s = dse_engine::SetMembers::with_capacity(n);
                 for _ in 0..n {
                     s.insert(self.bytes()?.into());
                 }
@@ -461,8 +539,9 @@ impl<'a> Reader<'a> {
                 for _ in 0..n {
                     let score = f64::from_bits(self.u64()?);
                     let member: Box<[u8]> = self.bytes()?.into();
-                    z.scores.insert(member.clone(), score);
-                    z.ordered.insert(dse_engine::ScoredMember { score, member });
+                    if !z.insert_new(member, score) {
+                        return Err(self.err("NaN score or duplicate member in a sorted set"));
+                    }
                 }
                 Value::ZSet(Box::new(z))
             }
@@ -572,6 +651,34 @@ pub fn decode_effects(payload: &[u8]) -> Result<Vec<LoggedEffect>, DecodeError> 
                     fields.push(r.bytes()?.to_vec());
                 }
                 LoggedEffect::HashDel { key, fields }
+            }
+            EFFECT_SET_ADD => LoggedEffect::SetAdd {
+                key: r.bytes()?.to_vec(),
+                members: r.members()?,
+            },
+            EFFECT_SET_REM => LoggedEffect::SetRem {
+                key: r.bytes()?.to_vec(),
+                members: r.members()?,
+            },
+            EFFECT_ZREM => LoggedEffect::ZRem {
+                key: r.bytes()?.to_vec(),
+                members: r.members()?,
+            },
+            EFFECT_ZADD => {
+                let key = r.bytes()?.to_vec();
+                let n = r.count(9)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let score = f64::from_bits(r.u64()?);
+                    if score.is_nan() {
+                        return Err(DecodeError {
+                            at: r.pos,
+                            what: "NaN score",
+                        });
+                    }
+                    entries.push((score, r.bytes()?.to_vec()));
+                }
+                LoggedEffect::ZAdd { key, entries }
             }
             _ => {
                 return Err(DecodeError {
@@ -785,5 +892,119 @@ mod tests {
         );
         bad[4] = 2;
         assert!(decode_effects(&bad).is_err());
+    }
+
+    #[test]
+    fn set_and_sorted_set_effects_round_trip() {
+        let effects = [
+            Effect::SetAdd {
+                key: b"s",
+                members: &[b"a", b"", b"\x00\xff"],
+            },
+            Effect::SetRem {
+                key: b"s",
+                members: &[b"a"],
+            },
+            Effect::ZAdd {
+                key: b"z",
+                entries: &[
+                    (1.5, &b"one"[..]),
+                    (-0.0, b"negzero"),
+                    (f64::INFINITY, b"inf"),
+                    (f64::NEG_INFINITY, b""),
+                ],
+            },
+            Effect::ZRem {
+                key: b"z",
+                members: &[b"one", b"missing"],
+            },
+            Effect::SetAdd {
+                key: b"empty",
+                members: &[],
+            },
+        ];
+        let mut buf = Vec::new();
+        encode_effects(&mut buf, &effects);
+        let back = decode_effects(&buf).unwrap();
+        let v = |items: &[&[u8]]| items.iter().map(|m| m.to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            back,
+            vec![
+                LoggedEffect::SetAdd {
+                    key: b"s".to_vec(),
+                    members: v(&[b"a", b"", b"\x00\xff"]),
+                },
+                LoggedEffect::SetRem {
+                    key: b"s".to_vec(),
+                    members: v(&[b"a"]),
+                },
+                LoggedEffect::ZAdd {
+                    key: b"z".to_vec(),
+                    entries: vec![
+                        (1.5, b"one".to_vec()),
+                        (-0.0, b"negzero".to_vec()),
+                        (f64::INFINITY, b"inf".to_vec()),
+                        (f64::NEG_INFINITY, Vec::new()),
+                    ],
+                },
+                LoggedEffect::ZRem {
+                    key: b"z".to_vec(),
+                    members: v(&[b"one", b"missing"]),
+                },
+                LoggedEffect::SetAdd {
+                    key: b"empty".to_vec(),
+                    members: Vec::new(),
+                },
+            ]
+        );
+        // -0 keeps its sign through the log.
+        let LoggedEffect::ZAdd { entries, .. } = &back[2] else {
+            unreachable!()
+        };
+        assert!(entries[1].0.is_sign_negative());
+        for (i, e) in back.iter().enumerate() {
+            assert_eq!(e.key(), effects[i].key());
+        }
+        for cut in 0..buf.len() {
+            assert!(decode_effects(&buf[..cut]).is_err());
+        }
+        // A NaN score is damage, not a value.
+        let mut nan = Vec::new();
+        encode_effects(
+            &mut nan,
+            &[Effect::ZAdd {
+                key: b"z",
+                entries: &[(f64::NAN, b"m")],
+            }],
+        );
+        assert!(decode_effects(&nan).is_err());
+    }
+
+    #[test]
+    fn set_and_sorted_set_values_round_trip() {
+        let set: dse_engine::SetMembers =
+            [&b"a"[..], b"", b"12"].iter().map(|&m| m.into()).collect();
+        let mut z = dse_engine::ZSet::default();
+        z.set(b"a", 2.0);
+        z.set(b"b", -0.0);
+        z.set(b"c", f64::NEG_INFINITY);
+        for value in [Value::Set(Box::new(set)), Value::ZSet(Box::new(z))] {
+            let mut buf = Vec::new();
+            encode_value(&mut buf, &value);
+            let back = Reader::new(&buf).value().unwrap();
+            assert_eq!(back, value);
+            if let Value::ZSet(z) = &back {
+                assert!(z.score(b"b").unwrap().is_sign_negative());
+                assert_eq!(z.rank(b"c"), Some(0));
+            }
+        }
+        // A sorted set listing a member twice is damage.
+        let mut dup = vec![VALUE_ZSET];
+        put_varint(&mut dup, 2);
+        for score in [1.0f64, 2.0] {
+            put_u64(&mut dup, score.to_bits());
+            put_bytes(&mut dup, b"m");
+        }
+        assert!(Reader::new(&dup).value().is_err());
     }
 }

@@ -12,7 +12,9 @@ pub mod keys;
 pub mod lists;
 pub mod persistence;
 pub mod server;
+pub mod sets;
 pub mod strings;
+pub mod zsets;
 
 /// Every command the server knows, by family.
 pub const FAMILIES: &[&[CommandSpec]] = &[
@@ -26,4 +28,6 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     config::COMMANDS,
     introspection::COMMANDS,
     persistence::COMMANDS,
+    sets::COMMANDS,
+    zsets::COMMANDS,
 ];
