@@ -11,6 +11,7 @@ pub mod keys;
 pub mod persistence;
 pub mod server;
 pub mod strings;
+pub mod transactions;
 
 /// Every command the server knows, by family.
 pub const FAMILIES: &[&[CommandSpec]] = &[
@@ -22,4 +23,5 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     config::COMMANDS,
     introspection::COMMANDS,
     persistence::COMMANDS,
+    transactions::COMMANDS,
 ];
