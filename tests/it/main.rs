@@ -14,3 +14,4 @@ mod network;
 mod persistence;
 mod server;
 mod strings;
+mod transactions;

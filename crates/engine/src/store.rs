@@ -319,7 +319,7 @@ pub struct Store {
     journal: OnceLock<Box<dyn Journal>>,
     expired: std::sync::atomic::AtomicU64,
     /// WATCH registrations, raised by every write through [`Store::journal`].
-    watchers: Watchers,
+    pub(crate) watchers: Watchers,
 }
 
 /// A position in a SCAN: the shard in the low 16 bits, the slab slot above.

@@ -48,7 +48,9 @@ impl Watchers {
     pub(crate) fn new(shards: usize) -> Watchers {
         Watchers {
             active: Active(AtomicUsize::new(0)),
-            shards: (0..shards).map(|_| Mutex::new(Registry::default())).collect(),
+            shards: (0..shards)
+                .map(|_| Mutex::new(Registry::default()))
+                .collect(),
         }
     }
 
@@ -119,5 +121,61 @@ impl Watchers {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Expiry, Store};
+
+    fn flag() -> WatchFlag {
+        Arc::new(AtomicBool::new(false))
+    }
+
+    fn set(st: &Store, key: &[u8], expiry: Expiry, now: u64) {
+        let h = st.hash(key);
+        st.write(h).put_str(key, h, b"v", expiry, now).unwrap();
+    }
+
+    #[test]
+    fn a_write_raises_the_flags_of_its_key_only() {
+        // One shard: the keys share a shard, a lock and a registry.
+        let st = Store::new(1);
+        let (f1, f2) = (flag(), flag());
+        assert!(!st.watch(b"a", &f1, 0));
+        assert!(!st.watch(b"b", &f2, 0));
+        assert!(!st.watch(b"b", &f2, 0)); // registering twice is registering once
+        assert_eq!(st.watchers.active.0.load(Ordering::Relaxed), 2);
+        set(&st, b"c", Expiry::None, 0);
+        assert!(!f1.load(Ordering::Relaxed) && !f2.load(Ordering::Relaxed));
+        set(&st, b"b", Expiry::None, 0);
+        assert!(!f1.load(Ordering::Relaxed) && f2.load(Ordering::Relaxed));
+        st.unwatch(b"a", &f1);
+        st.unwatch(b"b", &f2);
+        st.unwatch(b"b", &f2);
+        assert!(!st.watchers.any());
+        set(&st, b"a", Expiry::None, 0);
+        assert!(!f1.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn removals_concern_only_keys_live_when_watched() {
+        let st = Store::new(4);
+        set(&st, b"live", Expiry::None, 0);
+        set(&st, b"gone", Expiry::At(10), 0);
+        let (live, gone) = (flag(), flag());
+        assert!(st.watch(b"live", &live, 20));
+        assert!(!st.watch(b"gone", &gone, 20));
+        // Lazy expiry removes the leftover: no change for a key already expired.
+        let h = st.hash(b"gone");
+        assert!(st.write(h).lookup(b"gone", h, 20).is_none());
+        assert!(!gone.load(Ordering::Relaxed));
+        st.flush_all().unwrap();
+        assert!(live.load(Ordering::Relaxed));
+        assert!(!gone.load(Ordering::Relaxed));
+        // Creating the absent key is a change.
+        set(&st, b"gone", Expiry::None, 30);
+        assert!(gone.load(Ordering::Relaxed));
     }
 }

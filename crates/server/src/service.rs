@@ -49,11 +49,13 @@ impl Service {
                 return;
             }
         };
-        if session.tx.in_multi()
-            && transactions::queue(srv, loop_index, session, reply, idx, &args)
+        if session.tx.in_multi() && transactions::queue(srv, loop_index, session, reply, idx, &args)
         {
             session.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
-            session.meta.last_active_ms.store(batch.now, Ordering::Relaxed);
+            session
+                .meta
+                .last_active_ms
+                .store(batch.now, Ordering::Relaxed);
             return;
         }
         let mut ctx = Ctx {
@@ -65,14 +67,18 @@ impl Service {
             loop_index,
         };
         if idx == srv.tx.exec {
-            // EXEC closes every loop's gate, this loop's included.
-            RwLockReadGuard::unlocked(&mut batch.gate, || {
-                dispatch(&mut ctx, args, &mut batch.clock)
-            });
+            dispatch_exec(&mut ctx, args, batch);
         } else {
             dispatch(&mut ctx, args, &mut batch.clock);
         }
     }
+}
+
+/// EXEC closes every loop's gate, this loop's included: it runs with this loop's open.
+#[cold]
+#[inline(never)]
+fn dispatch_exec(ctx: &mut Ctx<'_, '_>, args: Args<'_>, batch: &mut Batch<'_>) {
+    RwLockReadGuard::unlocked(&mut batch.gate, || dispatch(ctx, args, &mut batch.clock));
 }
 
 /// What the commands of one batch of requests share.
@@ -88,6 +94,7 @@ struct Batch<'a> {
 
 /// Runs the command `ctx.cmd` names, writes its error reply if it fails, and accounts
 /// for it. The request loop and EXEC (for each queued command) both run commands here.
+#[inline(always)] // the hot path: one call site per request
 pub(crate) fn dispatch(ctx: &mut Ctx<'_, '_>, args: Args<'_>, clock: &mut Instant) {
     let (srv, loop_index, idx, now) = (ctx.srv, ctx.loop_index, ctx.cmd, ctx.now);
     let stats = &srv.stats.loops[loop_index];

@@ -24,12 +24,13 @@ use crate::server::{Server, bump};
 use crate::session::Session;
 
 pub const COMMANDS: &[CommandSpec] = &[
-    cmd("multi", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, multi).doc(
-        "transactions",
-        "1.2.0",
-        "O(1)",
-        "Starts a transaction.",
-    ),
+    cmd(
+        "multi",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY,
+        multi,
+    )
+    .doc("transactions", "1.2.0", "O(1)", "Starts a transaction."),
     cmd("exec", 1, NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG, exec).doc(
         "transactions",
         "1.2.0",
