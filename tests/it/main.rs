@@ -17,4 +17,5 @@ mod persistence;
 mod server;
 mod sets;
 mod strings;
+mod transactions;
 mod zsets;

@@ -8,6 +8,8 @@
 //! - Every mutation is described as [`Effect`]s, handed to the [`Journal`] under the
 //!   shard's write lock and applied only if the journal accepted them: per key, log order
 //!   equals apply order, and a write the log refused never happened.
+//! - WATCH registrations live beside the shards ([`Store::watch`]); the journal path
+//!   raises the flags of the keys each write changes.
 //! - TTLs are absolute millisecond deadlines. Reads treat an expired key as absent; writes
 //!   and the active expiry cycle ([`Store::active_expire`]) delete it, as a logged `Del`.
 //!
@@ -20,6 +22,7 @@ mod list;
 mod set;
 mod store;
 mod value;
+mod watch;
 mod zset;
 
 pub use effect::{Effect, Journal, JournalError, NoJournal};
@@ -31,6 +34,7 @@ pub use store::{
     WriteError, observed_lsn_reset,
 };
 pub use value::{ScoredMember, Value, ZSet, parse_canonical_i64};
+pub use watch::WatchFlag;
 pub use zset::ZOrder;
 
 /// Log sequence number: the position of a record in the write-ahead log. 0 means "not

@@ -8,7 +8,8 @@ use hashbrown::HashTable;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use slab::Slab;
 
-use crate::effect::{Effect, Journal, JournalError, NoJournal};
+use crate::effect::{Effect, Journal, JournalError};
+use crate::watch::{WatchFlag, Watchers};
 use crate::{Lsn, Value, hash, list};
 
 /// Most shards a store can have; the shard index is taken from the hash's top 16 bits.
@@ -413,6 +414,8 @@ pub struct Store {
     hasher: foldhash::fast::FixedState,
     journal: OnceLock<Box<dyn Journal>>,
     expired: std::sync::atomic::AtomicU64,
+    /// WATCH registrations, raised by every write through [`Store::journal`].
+    pub(crate) watchers: Watchers,
 }
 
 /// A position in a SCAN: the shard in the low 16 bits, the slab slot above.
@@ -443,6 +446,7 @@ impl Store {
             hasher: foldhash::fast::FixedState::with_seed(seed),
             journal: OnceLock::new(),
             expired: Default::default(),
+            watchers: Watchers::new(shards),
         }
     }
 
@@ -454,11 +458,10 @@ impl Store {
         }
     }
 
-    fn journal(&self) -> &dyn Journal {
-        match self.journal.get() {
-            Some(j) => &**j,
-            None => &NoJournal,
-        }
+    /// Where every write goes before it is applied: the journal, then the WATCH
+    /// registrations of the keys it changes.
+    fn journal(&self) -> Log<'_> {
+        Log(self)
     }
 
     pub fn shard_count(&self) -> usize {
@@ -509,6 +512,26 @@ impl Store {
     /// The shard a key lives in.
     pub fn shard_of(&self, h: KeyHash) -> usize {
         h.shard(self.mask)
+    }
+
+    /// WATCH: raises `flag` when `key` is next modified (see `watch.rs` for what counts).
+    /// Returns whether the key is live now; EXEC must not run if a key live now has
+    /// expired by then. Registering twice is registering once.
+    pub fn watch(&self, key: &[u8], flag: &WatchFlag, now: u64) -> bool {
+        let h = self.hash(key);
+        // The shard's lock keeps writes to the key from slipping between the look and the
+        // registration.
+        let shard = self.read(h);
+        let live = shard.peek(key, h, now).is_some();
+        self.watchers.add(h.shard(self.mask), key, flag, live);
+        drop(shard);
+        live
+    }
+
+    /// Removes a registration made by [`Store::watch`].
+    pub fn unwatch(&self, key: &[u8], flag: &WatchFlag) {
+        let h = self.hash(key);
+        self.watchers.remove(h.shard(self.mask), key, flag);
     }
 
     /// Read access to the shard of `h`. Readers never wait for each other.
@@ -758,6 +781,27 @@ impl Store {
         }
         self.expired.fetch_add(removed as u64, Ordering::Relaxed);
         removed
+    }
+}
+
+/// The journal as the write paths see it: a record the journal accepted is also
+/// reported to the WATCH registrations of the keys it changes. Every mutation goes
+/// through here (under the shard locks the journal requires), so WATCH sees them all.
+struct Log<'a>(&'a Store);
+
+impl Log<'_> {
+    fn append(&self, effects: &[Effect<'_>]) -> Result<Lsn, JournalError> {
+        let store = self.0;
+        let lsn = match store.journal.get() {
+            Some(j) => j.append(effects)?,
+            None => 0,
+        };
+        if store.watchers.any() {
+            store
+                .watchers
+                .touch(effects, |key| store.hash(key).shard(store.mask));
+        }
+        Ok(lsn)
     }
 }
 

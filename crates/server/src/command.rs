@@ -34,6 +34,8 @@ pub mod flag {
     pub const ALLOW_BUSY: u32 = 1 << 10;
     pub const BLOCKING: u32 = 1 << 11;
     pub const SENTINEL: u32 = 1 << 12;
+    /// Refused inside MULTI ("Command not allowed inside a transaction").
+    pub const NO_MULTI: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -47,6 +49,7 @@ pub mod flag {
         (SKIP_SLOWLOG, "skip_slowlog"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
+        (NO_MULTI, "no_multi"),
         (ALLOW_BUSY, "allow_busy"),
         (SENTINEL, "sentinel"),
     ];

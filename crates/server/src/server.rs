@@ -11,6 +11,7 @@ use dse_persist::Persistence;
 use parking_lot::{Condvar, Mutex};
 
 use crate::clients::Clients;
+use crate::cmd::transactions::Exclusion;
 use crate::command::CommandTable;
 use crate::config::Config;
 
@@ -166,6 +167,8 @@ pub struct Server {
     /// Per loop: connections waiting for the log (see `service.rs`).
     pub log_waiters: Box<[LogWaiters]>,
     pub table: CommandTable,
+    /// The per-loop gates that make EXEC atomic.
+    pub tx: Exclusion,
     pub runtime: Runtime,
     pub stats: Stats,
     pub clients: Clients,
@@ -188,6 +191,7 @@ impl Server {
         persist: Arc<Persistence>,
     ) -> Server {
         let table = CommandTable::new(crate::cmd::FAMILIES);
+        let tx = Exclusion::new(config.threads, &table);
         let stats = Stats {
             loops: (0..config.threads)
                 .map(|_| LoopStats::new(table.len()))
@@ -230,6 +234,7 @@ impl Server {
                 replid: random_hex(40),
             },
             table,
+            tx,
             stats,
             clients: Clients::default(),
             net: OnceLock::new(),

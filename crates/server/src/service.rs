@@ -10,8 +10,10 @@ use dse_proto::{Args, Limits, ParseOutcome, Reply, RequestParser};
 
 use dse_engine::Lsn;
 use dse_net::{ConnMut, ConnRef};
+use parking_lot::RwLockReadGuard;
 
 use crate::clients::ClientMeta;
+use crate::cmd::transactions;
 use crate::command::Ctx;
 use crate::server::{Msg, Server, bump, unix_ms};
 use crate::session::{Conn, Framing, Session};
@@ -28,55 +30,93 @@ impl Service {
         }
     }
 
-    /// Runs one command and writes its reply.
+    /// Resolves one command and runs it (or queues it, inside MULTI), writing its reply.
     fn execute(
         &self,
-        loop_index: usize,
+        batch: &mut Batch<'_>,
         session: &mut Session,
         reply: &mut Reply<'_>,
         args: Args<'_>,
-        now: u64,
-        clock: &mut Instant,
     ) {
         let srv = &*self.srv;
-        let stats = &srv.stats.loops[loop_index];
+        let loop_index = batch.loop_index;
         let idx = match srv.table.resolve(&args) {
             Ok(idx) => idx,
             Err(e) => {
-                let msg = e.message();
+                let msg = transactions::rejected(srv, session, &args, e.message());
                 reply.error(&msg);
                 srv.stats.record_error(loop_index, &msg);
                 return;
             }
         };
-        let spec = srv.table.specs[idx];
+        if session.tx.in_multi() && transactions::queue(srv, loop_index, session, reply, idx, &args)
+        {
+            session.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
+            session
+                .meta
+                .last_active_ms
+                .store(batch.now, Ordering::Relaxed);
+            return;
+        }
         let mut ctx = Ctx {
             srv,
             sess: session,
             out: reply,
-            now,
+            now: batch.now,
             cmd: idx,
             loop_index,
         };
-        let result = (spec.handler)(&mut ctx, args);
-        let cmd_stats = &stats.cmd[idx];
-        if let Err(e) = result {
-            let msg = e.message();
-            reply.error(&msg);
-            srv.stats.record_error(loop_index, &msg);
-            bump(&cmd_stats.failed, 1);
+        if idx == srv.tx.exec {
+            dispatch_exec(&mut ctx, args, batch);
+        } else {
+            dispatch(&mut ctx, args, &mut batch.clock);
         }
-        let end = Instant::now();
-        bump(&cmd_stats.calls, 1);
-        bump(
-            &cmd_stats.usec,
-            end.duration_since(*clock).as_micros() as u64,
-        );
-        bump(&stats.commands, 1);
-        *clock = end;
-        session.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
-        session.meta.last_active_ms.store(now, Ordering::Relaxed);
     }
+}
+
+/// EXEC closes every loop's gate, this loop's included: it runs with this loop's open.
+#[cold]
+#[inline(never)]
+fn dispatch_exec(ctx: &mut Ctx<'_, '_>, args: Args<'_>, batch: &mut Batch<'_>) {
+    RwLockReadGuard::unlocked(&mut batch.gate, || dispatch(ctx, args, &mut batch.clock));
+}
+
+/// What the commands of one batch of requests share.
+struct Batch<'a> {
+    loop_index: usize,
+    /// Milliseconds since the epoch, read once per batch.
+    now: u64,
+    /// When the previous command ended (command durations for INFO commandstats).
+    clock: Instant,
+    /// This loop's gate, held while its commands run (see `transactions::Exclusion`).
+    gate: RwLockReadGuard<'a, ()>,
+}
+
+/// Runs the command `ctx.cmd` names, writes its error reply if it fails, and accounts
+/// for it. The request loop and EXEC (for each queued command) both run commands here.
+#[inline(always)] // the hot path: one call site per request
+pub(crate) fn dispatch(ctx: &mut Ctx<'_, '_>, args: Args<'_>, clock: &mut Instant) {
+    let (srv, loop_index, idx, now) = (ctx.srv, ctx.loop_index, ctx.cmd, ctx.now);
+    let stats = &srv.stats.loops[loop_index];
+    let spec = srv.table.specs[idx];
+    let result = (spec.handler)(ctx, args);
+    let cmd_stats = &stats.cmd[idx];
+    if let Err(e) = result {
+        let msg = e.message();
+        ctx.out.error(&msg);
+        srv.stats.record_error(loop_index, &msg);
+        bump(&cmd_stats.failed, 1);
+    }
+    let end = Instant::now();
+    bump(&cmd_stats.calls, 1);
+    bump(
+        &cmd_stats.usec,
+        end.duration_since(*clock).as_micros() as u64,
+    );
+    bump(&stats.commands, 1);
+    *clock = end;
+    ctx.sess.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
+    ctx.sess.meta.last_active_ms.store(now, Ordering::Relaxed);
 }
 
 /// Holding replies until the log acknowledges what they depend on.
@@ -224,20 +264,26 @@ impl Handler for Service {
         let out_limit = io.out_limit();
         let batch_start = io.out.len();
         dse_engine::observed_lsn_reset();
-        let now = unix_ms();
-        let mut clock = Instant::now();
+        let mut batch = Batch {
+            loop_index: cx.loop_index,
+            now: unix_ms(),
+            clock: Instant::now(),
+            gate: self.srv.tx.enter(cx.loop_index),
+        };
         let mut off = 0;
         let mut reply = Reply::new(&mut *io.out, session.resp);
         while reply.len() <= out_limit {
             match framing.parser.parse(&input[off..], &mut framing.ranges) {
                 Ok(ParseOutcome::Complete { consumed }) => {
                     let args = framing.parser.args(&input[off..], &framing.ranges);
-                    self.execute(cx.loop_index, session, &mut reply, args, now, &mut clock);
+                    self.execute(&mut batch, session, &mut reply, args);
                     off += consumed;
                     if session.close_after_reply {
                         io.close = Close::AfterFlush;
                         break;
                     }
+                    // An EXEC on another loop waiting for this gate goes first.
+                    RwLockReadGuard::bump(&mut batch.gate);
                 }
                 Ok(ParseOutcome::Empty { consumed }) => off += consumed,
                 Ok(ParseOutcome::Incomplete { want }) => {
@@ -255,6 +301,7 @@ impl Handler for Service {
                 }
             }
         }
+        drop(batch);
         io.consumed = off;
         if off == input.len() {
             framing.parser.trim(&mut framing.ranges);
@@ -284,6 +331,7 @@ impl Handler for Service {
         let srv = &*self.srv;
         let now = unix_ms();
         if srv.runtime.active_expire.load(Ordering::Relaxed) {
+            let _gate = srv.tx.enter(cx.loop_index);
             // Each loop expires its own slice of the shards.
             let n = srv.store.shard_count();
             let loops = cx.loops.len();

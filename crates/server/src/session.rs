@@ -8,6 +8,7 @@ use dse_net::ConnRef;
 use dse_proto::{RequestParser, Resp};
 
 use crate::clients::ClientMeta;
+use crate::cmd::transactions::Transaction;
 
 /// The parser and its argument ranges, kept apart from [`Session`] so a command can
 /// borrow the session mutably while its arguments borrow these.
@@ -35,6 +36,8 @@ pub struct Session {
     pub log_waiting: bool,
     /// QUIT (or a protocol error) arrived while replies were held: close once released.
     pub close_when_released: bool,
+    /// MULTI queue and WATCHed keys (dropping it unwatches them).
+    pub tx: Transaction,
 }
 
 impl Session {
@@ -49,6 +52,7 @@ impl Session {
             paused_for_log: false,
             log_waiting: false,
             close_when_released: false,
+            tx: Transaction::default(),
         }
     }
 
@@ -58,6 +62,7 @@ impl Session {
 
     /// Back to a fresh connection's state, as RESET does.
     pub fn reset(&mut self) {
+        self.tx.discard();
         self.resp = Resp::V2;
         self.meta
             .resp

@@ -14,6 +14,7 @@ pub mod persistence;
 pub mod server;
 pub mod sets;
 pub mod strings;
+pub mod transactions;
 pub mod zsets;
 
 /// Every command the server knows, by family.
@@ -30,4 +31,5 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     persistence::COMMANDS,
     sets::COMMANDS,
     zsets::COMMANDS,
+    transactions::COMMANDS,
 ];

@@ -6,7 +6,7 @@ use crate::args;
 use crate::command::{CmdError, CmdResult, CommandSpec, Ctx, cmd, flag::*};
 
 pub const COMMANDS: &[CommandSpec] = &[
-    cmd("save", 1, ADMIN | NOSCRIPT, save).doc(
+    cmd("save", 1, ADMIN | NOSCRIPT | NO_MULTI, save).doc(
         "server",
         "1.0.0",
         "O(N) where N is the total number of keys in all databases",

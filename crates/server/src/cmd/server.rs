@@ -58,7 +58,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd(
         "shutdown",
         -1,
-        ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY | SENTINEL,
+        ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY | SENTINEL,
         shutdown,
     )
     .doc(
