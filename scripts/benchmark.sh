@@ -5,9 +5,13 @@
 #
 #   scripts/benchmark.sh [SECTION...] [OPTIONS]
 #
-# Sections (default: all = network engine clients):
+# Sections (default: all = network engine clients durability):
 #   network   redis-benchmark (SET/GET, -c 50, -P 1 and -P 16) and bench-throughput
-#             (90% GET / 10% SET, -P 1 and -P 16), on dse and on redis-server
+#             (90% GET / 10% SET, -P 1 and -P 16), on dse and on redis-server, both
+#             without persistence
+#   durability  SET throughput (redis-benchmark -c 50, -P 1 and -P 16) with
+#             appendfsync always and everysec, on dse and on redis-server with the same
+#             policy; and dse everysec against dse without persistence
 #   engine    bench-read-compare: the sharded Store against one Mutex<HashMap> (no server)
 #   clients   bench-clients: N connections held at once, on dse and on redis-server
 #
@@ -33,7 +37,7 @@
 
 set -euo pipefail
 
-SECTIONS=(network engine clients)
+SECTIONS=(network engine clients durability)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -189,7 +193,8 @@ ensure_servers() {
     [[ -n ${SERVER_PID[dse]:-} ]] && return 0
     DSE_PORT=${DSE_PORT:-$(free_port 21000)}
     REDIS_PORT=${REDIS_PORT:-$(free_port $((DSE_PORT + 1)))}
-    start_dse dse "$DSE_PORT"
+    # Like the redis-server it is compared with: no log, no snapshots.
+    start_dse dse "$DSE_PORT" --appendonly no --snapshot-interval 0
     start_redis redis "$REDIS_PORT"
     echo "dse-server pid ${SERVER_PID[dse]} on port $DSE_PORT;" \
         "redis-server pid ${SERVER_PID[redis]} on port $REDIS_PORT"
@@ -247,6 +252,69 @@ section_network() {
             --duration "$TP_SECONDS" --report "$ROWS"
     done
 }
+
+# redis_benchmark_set PORT PIPELINE REQUESTS: prints SET requests/s.
+redis_benchmark_set() {
+    "$REDIS_BENCHMARK" -p "$1" -q --csv -t set -n "$3" -c 50 -r "$KEYSPACE" -P "$2" \
+        2>> "$OUT/redis-benchmark.stderr" |
+        awk -F, '{ gsub(/"/, "") } $1 == "SET" { s = $2 } END { if (s == "") exit 1; print s }'
+}
+
+# set_rates NAME PORT PIPELINE REQUESTS: ROUNDS runs of SET, one rate per line.
+set_rates() {
+    local r rate
+    for r in $(seq "$ROUNDS"); do
+        rate=$(redis_benchmark_set "$2" "$3" "$4") || {
+            echo "benchmark.sh: redis-benchmark failed against $1" >&2
+            exit 1
+        }
+        printf '  run %d %-16s SET %12s requests/s\n' "$r" "$1" "$rate" >&2
+        echo "$rate"
+    done
+}
+
+# The write path with a log: each fsync policy against redis-server with the same one
+# (goal: ratio >= 1), and dse's everysec against dse with no persistence at all (goal:
+# within 10%).
+section_durability() {
+    local policy p requests dp rp none_port dse_rates redis_rates
+    for policy in always everysec; do
+        dp=$(free_port 22000)
+        start_dse "dse-$policy" "$dp" --appendonly yes --appendfsync "$policy" \
+            --snapshot-interval 0
+        rp=$(free_port $((dp + 1)))
+        start_redis "redis-$policy" "$rp" --appendonly yes --appendfsync "$policy"
+        for p in 1 16; do
+            requests=$RB_REQUESTS_P1
+            [[ $p == 16 ]] && requests=$RB_REQUESTS_P16
+            log "SET -c 50 -P $p with appendfsync $policy ($ROUNDS runs each)"
+            dse_rates=() redis_rates=()
+            for _ in $(seq "$ROUNDS"); do
+                dse_rates+=("$(ROUNDS=1 set_rates "dse-$policy" "$dp" "$p" "$requests")")
+                redis_rates+=("$(ROUNDS=1 set_rates "redis-$policy" "$rp" "$p" "$requests")")
+            done
+            add_row durability "SET appendfsync $policy c50 P$p" ops/s \
+                "$(printf '%s\n' "${dse_rates[@]}" | median)" \
+                "$(printf '%s\n' "${redis_rates[@]}" | median)"
+            if [[ $policy == everysec ]]; then
+                EVERYSEC_P[$p]=$(printf '%s\n' "${dse_rates[@]}" | median)
+            fi
+        done
+        stop_server "dse-$policy"
+        stop_server "redis-$policy"
+    done
+    none_port=$(free_port 22100)
+    start_dse dse-none "$none_port" --appendonly no --snapshot-interval 0
+    for p in 1 16; do
+        requests=$RB_REQUESTS_P1
+        [[ $p == 16 ]] && requests=$RB_REQUESTS_P16
+        log "SET -c 50 -P $p on dse without persistence ($ROUNDS runs)"
+        add_row durability "SET dse everysec vs dse no log, c50 P$p" ops/s \
+            "${EVERYSEC_P[$p]}" "$(set_rates dse-none "$none_port" "$p" "$requests" | median)"
+    done
+    stop_server dse-none
+}
+declare -A EVERYSEC_P=()
 
 section_engine() {
     log "bench-read-compare ($RC_KEYS keys)"

@@ -111,6 +111,9 @@ struct Connection<C> {
     stalled: bool,
     /// The client will send nothing more; close once what it sent is answered.
     eof: bool,
+    /// The handler holds replies for this connection elsewhere (until the log has them):
+    /// answered is not yet all sent, whatever `out` says. Cleared by [`Conns::unhold`].
+    held: bool,
     closing: Close,
 }
 
@@ -153,6 +156,15 @@ impl<C> Conns<'_, C> {
             if c.closing != Close::Now {
                 c.closing = how;
             }
+            self.pending.push(r.token as usize);
+        }
+    }
+
+    /// The handler no longer holds replies for `r` (it put them in the output): the loop
+    /// may close it once they are sent, if the client has left.
+    pub fn unhold(&mut self, r: ConnRef) {
+        if let Some(c) = self.find(r) {
+            c.held = false;
             self.pending.push(r.token as usize);
         }
     }
@@ -276,6 +288,19 @@ impl<H: Handler> EventLoop<H> {
                 };
                 self.handler.tick(&mut cx, &mut conns);
             }
+            {
+                let mut cx = Cx {
+                    loop_index: self.index,
+                    loops: &self.loops,
+                    shared: &self.shared,
+                };
+                let mut conns = Conns {
+                    slab: &mut self.conns,
+                    pending: &mut self.pending,
+                    loop_index: self.index as u32,
+                };
+                self.handler.end_of_turn(&mut cx, &mut conns);
+            }
             self.drive_pending();
             if let Some(deadline) = self.shutdown_deadline
                 && (self.conns.is_empty() || Instant::now() >= deadline)
@@ -378,6 +403,7 @@ impl<H: Handler> EventLoop<H> {
             paused: false,
             stalled: false,
             eof: false,
+            held: false,
             closing: Close::No,
         });
         self.pending.push(token);
@@ -441,8 +467,9 @@ impl<H: Handler> EventLoop<H> {
                 continue;
             }
             if c.eof {
-                // Nothing more will come. A paused client that left is not waited for.
-                if backlog == 0 || c.paused {
+                // Nothing more will come. A client that left while paused is not waited
+                // for; replies the handler still holds are.
+                if !c.held && (backlog == 0 || c.paused) {
                     self.close(token);
                 }
                 return;
@@ -532,6 +559,7 @@ impl<H: Handler> EventLoop<H> {
             want: 0,
             close: Close::No,
             pause: false,
+            hold: false,
             // What the socket already took does not count against the limit.
             out_limit: max_out.saturating_add(if direct { 0 } else { already_sent }),
         };
@@ -542,6 +570,7 @@ impl<H: Handler> EventLoop<H> {
             want,
             close,
             pause,
+            hold,
             ..
         } = io;
         let consumed = consumed.min(input.len());
@@ -557,6 +586,7 @@ impl<H: Handler> EventLoop<H> {
         }
         c.want = want;
         c.paused |= pause;
+        c.held |= hold;
         c.stalled = left > 0 && full && !c.paused;
         if close != Close::No {
             if c.closing != Close::Now {

@@ -76,6 +76,10 @@ pub struct Io<'a> {
     /// Set by the handler: stop delivering input until [`Conns::resume`] (a blocked
     /// client). Unconsumed input is kept.
     pub pause: bool,
+    /// Set by the handler: it holds replies for this connection elsewhere (waiting for
+    /// the log), so the connection is not done even when the output is empty; the handler
+    /// says when it has let go with [`Conns::unhold`].
+    pub hold: bool,
     out_limit: usize,
 }
 
@@ -116,6 +120,11 @@ pub trait Handler: Send + Sync + 'static {
         conns: &mut Conns<'_, Self::Conn>,
         msg: Self::Msg,
     );
+
+    /// Called once per turn of the loop, after the ready connections were served and
+    /// before the loop sends what is pending: the place to do, once for all of them, work
+    /// their replies wait on (one write of the log for every connection served).
+    fn end_of_turn(&self, _cx: &mut Cx<'_, Self::Msg>, _conns: &mut Conns<'_, Self::Conn>) {}
 
     /// Called about every `tick` interval on each loop (housekeeping: expiry, timeouts).
     fn tick(&self, cx: &mut Cx<'_, Self::Msg>, conns: &mut Conns<'_, Self::Conn>);

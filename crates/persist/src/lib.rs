@@ -209,8 +209,9 @@ impl Persistence {
         }
     }
 
-    /// Makes `lsn` acknowledgeable if the policy allows doing so right now (a write to
-    /// the kernel); returns whether it is acknowledged.
+    /// Makes `lsn` acknowledged on this thread: writes the log through it and, under
+    /// `always`, syncs it (one fdatasync shared by every caller it covers). Returns whether
+    /// it is acknowledged; false only when the disk is failing.
     pub fn make_acked(&self, lsn: Lsn) -> bool {
         match &self.wal {
             None => true,
@@ -218,8 +219,13 @@ impl Persistence {
                 if w.acked() >= lsn {
                     return true;
                 }
-                let written = w.write_through(lsn);
-                written && w.acked() >= lsn
+                if !w.write_through(lsn) {
+                    return false;
+                }
+                if w.policy() == FsyncPolicy::Always {
+                    w.sync_through(lsn);
+                }
+                w.acked() >= lsn
             }
         }
     }

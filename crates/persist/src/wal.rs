@@ -229,6 +229,9 @@ pub struct Wal {
     spare: Mutex<SpareState>,
     /// Held while writing, syncing or rotating: one writer at a time, in LSN order.
     tail: Mutex<Tail>,
+    /// Held for the length of an fdatasync: callers that arrive meanwhile wait, then find
+    /// their records already covered (group commit) or sync once more.
+    sync_lock: Mutex<()>,
     /// LSN of the last record handed to write(2).
     written: AtomicU64,
     /// LSN of the last record covered by a successful fdatasync.
@@ -286,6 +289,7 @@ impl Wal {
                 retry_at: Instant::now(),
                 counter: 0,
             }),
+            sync_lock: Mutex::new(()),
             tail: Mutex::new(Tail {
                 seg: OpenSegment {
                     file,
@@ -595,9 +599,24 @@ impl Wal {
         Ok(())
     }
 
-    /// fdatasync of the open segment (without holding the tail lock during the sync, so
-    /// loops keep writing meanwhile).
+    /// Makes records up to `upto` durable, on this thread: syncs unless a sync that
+    /// started after they were written covers them. Returns whether they are durable.
+    pub fn sync_through(&self, upto: Lsn) -> bool {
+        let _leader = self.sync_lock.lock();
+        if self.durable.load(Ordering::Acquire) < upto {
+            self.sync_locked();
+        }
+        self.durable.load(Ordering::Acquire) >= upto
+    }
+
     fn sync(&self) {
+        let _leader = self.sync_lock.lock();
+        self.sync_locked();
+    }
+
+    /// fdatasync of the open segment (without holding the tail lock during the sync, so
+    /// loops keep writing meanwhile). The caller holds `sync_lock`.
+    fn sync_locked(&self) {
         let (file, first, len, target) = {
             let t = self.tail.lock();
             if t.seg.synced_len == t.seg.len {

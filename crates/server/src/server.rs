@@ -166,6 +166,9 @@ pub struct Server {
     pub persist: Arc<Persistence>,
     /// Per loop: connections waiting for the log (see `service.rs`).
     pub log_waiters: Box<[LogWaiters]>,
+    /// Per loop: connections whose replies wait for the end of the loop's turn, when the
+    /// loop writes the log once for all of them. Touched only by the loop's own thread.
+    pub turn: Box<[Mutex<Vec<ConnRef>>]>,
     pub table: CommandTable,
     /// The per-loop gates that make EXEC atomic.
     pub tx: Exclusion,
@@ -202,6 +205,9 @@ impl Server {
         Server {
             store,
             persist,
+            turn: (0..config.threads)
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             log_waiters: (0..config.threads)
                 .map(|_| LogWaiters {
                     list: Mutex::new(Vec::new()),

@@ -123,9 +123,12 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_, '_>, args: Args<'_>, clock: &mut Instan
 ///
 /// A batch of commands may write records (and read shards whose last write is still in
 /// the log's buffer). Its replies may be sent once the log acknowledged every such LSN:
-/// written to the kernel under `everysec`/`no`, synced under `always`. The common case
-/// costs one comparison (or one write(2) of the log buffer); otherwise the replies move to
-/// the session's `held` queue and the loop is told when the log catches up.
+/// written to the kernel under `everysec`/`no`, synced under `always`. When that is not yet
+/// so, the replies move to the session's `held` buffer and the connection is listed for
+/// the end of the loop's turn; there the loop writes the log once for every connection it
+/// served (and under `always` syncs it, sharing the fdatasync with the other loops), then
+/// releases what is acknowledged. What still is not (a failing disk) waits for a
+/// `LogAcked` message from the log.
 impl Service {
     fn hold_for_log(
         &self,
@@ -135,37 +138,67 @@ impl Service {
         batch_start: usize,
         needed: Lsn,
     ) {
-        let persist = &self.srv.persist;
-        if session.held.is_empty() && persist.make_acked(needed) {
+        if session.held.is_empty() && self.srv.persist.acked() >= needed {
             return;
         }
         if io.out.len() > batch_start {
-            let bytes = io.out.split_off(batch_start);
-            let lsn = needed.max(session.held.back().map_or(0, |h| h.0));
-            session.held_bytes += bytes.len();
-            session.held.push_back((lsn, bytes));
+            session.held.push(needed, &io.out[batch_start..]);
+            io.out.truncate(batch_start);
         }
-        let Some(&(first, _)) = session.held.front() else {
+        if session.held.is_empty() {
             return;
-        };
-        if !session.log_waiting {
-            session.log_waiting = true;
-            let w = &self.srv.log_waiters[loop_index];
-            w.list.lock().push((session.conn, first));
-            w.min.fetch_min(first, Ordering::Relaxed);
         }
-        // Pairs with the fence in `Server::log_acked`: if the log advanced before we
-        // registered, we see it here and release now.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        let acked = persist.acked();
-        release_held(session, io.out, acked);
-        if session.held_bytes > io.out_limit() {
+        io.hold = true;
+        if !session.in_turn {
+            session.in_turn = true;
+            self.srv.turn[loop_index].lock().push(session.conn);
+        }
+        if session.held.len() > io.out_limit() {
             io.pause = true;
             session.paused_for_log = true;
         }
-        if !session.held.is_empty() && io.close == Close::AfterFlush {
+        if io.close == Close::AfterFlush {
             io.close = Close::No;
             session.close_when_released = true;
+        }
+    }
+
+    /// Releases what the log acknowledged of `r`'s held replies; what remains waits for
+    /// a `LogAcked` message.
+    fn release(&self, loop_index: usize, conns: &mut Conns<'_, Conn>, r: ConnRef, acked: Lsn) {
+        let Some(ConnMut { state, out }) = conns.get(r) else {
+            return;
+        };
+        let s = &mut state.session;
+        s.held.release(acked, out);
+        match s.held.first_lsn() {
+            Some(next) => {
+                if !s.log_waiting {
+                    s.log_waiting = true;
+                    let w = &self.srv.log_waiters[loop_index];
+                    w.list.lock().push((r, next));
+                    w.min.fetch_min(next, Ordering::Relaxed);
+                    // Pairs with the fence in `Server::log_acked`: if the log advanced
+                    // before we registered, we see it here.
+                    std::sync::atomic::fence(Ordering::SeqCst);
+                    let now_acked = self.srv.persist.acked();
+                    if now_acked >= next {
+                        self.srv.send(loop_index, Msg::LogAcked(now_acked));
+                    }
+                }
+            }
+            None => {
+                let (resume, close) = (s.paused_for_log, s.close_when_released);
+                s.paused_for_log = false;
+                s.close_when_released = false;
+                conns.unhold(r);
+                if resume {
+                    conns.resume(r);
+                }
+                if close {
+                    conns.close(r, Close::AfterFlush);
+                }
+            }
         }
     }
 
@@ -188,46 +221,11 @@ impl Service {
             ready
         };
         for r in ready {
-            let Some(ConnMut { state, out }) = conns.get(r) else {
-                continue;
-            };
-            let s = &mut state.session;
-            release_held(s, out, acked);
-            match s.held.front() {
-                Some(&(next, _)) => {
-                    w.list.lock().push((r, next));
-                    w.min.fetch_min(next, Ordering::Relaxed);
-                    std::sync::atomic::fence(Ordering::SeqCst);
-                    let now_acked = self.srv.persist.acked();
-                    if now_acked >= next {
-                        self.srv.send(loop_index, Msg::LogAcked(now_acked));
-                    }
-                }
-                None => {
-                    s.log_waiting = false;
-                    let (resume, close) = (s.paused_for_log, s.close_when_released);
-                    s.paused_for_log = false;
-                    if resume {
-                        conns.resume(r);
-                    }
-                    if close {
-                        conns.close(r, Close::AfterFlush);
-                    }
-                }
+            if let Some(ConnMut { state, .. }) = conns.get(r) {
+                state.session.log_waiting = false;
             }
+            self.release(loop_index, conns, r, acked);
         }
-    }
-}
-
-/// Moves the held replies the log has acknowledged to the output, in order.
-fn release_held(s: &mut Session, out: &mut Vec<u8>, acked: Lsn) {
-    while let Some((lsn, _)) = s.held.front() {
-        if *lsn > acked {
-            break;
-        }
-        let (_, bytes) = s.held.pop_front().expect("front exists");
-        s.held_bytes -= bytes.len();
-        out.extend_from_slice(&bytes);
     }
 }
 
@@ -324,6 +322,28 @@ impl Handler for Service {
         match msg {
             Msg::Kill(r) => conns.close(r, Close::Now),
             Msg::LogAcked(acked) => self.release_for_log(cx.loop_index, conns, acked),
+        }
+    }
+
+    fn end_of_turn(&self, cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>) {
+        let mut list = std::mem::take(&mut *self.srv.turn[cx.loop_index].lock());
+        if list.is_empty() {
+            return;
+        }
+        let persist = &self.srv.persist;
+        persist.make_acked(persist.assigned());
+        let acked = persist.acked();
+        for &r in &list {
+            if let Some(ConnMut { state, .. }) = conns.get(r) {
+                state.session.in_turn = false;
+            }
+            self.release(cx.loop_index, conns, r, acked);
+        }
+        list.clear();
+        // Give the (empty) list back, keeping its capacity.
+        let mut slot = self.srv.turn[cx.loop_index].lock();
+        if slot.is_empty() {
+            *slot = list;
         }
     }
 

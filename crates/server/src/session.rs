@@ -26,12 +26,12 @@ pub struct Session {
     pub meta: Arc<ClientMeta>,
     /// Close once the replies so far are sent (QUIT, CLIENT KILL of oneself).
     pub close_after_reply: bool,
-    /// Replies waiting for the log to acknowledge the writes (or reads) they depend on,
-    /// oldest first; later replies queue behind them so the order never changes.
-    pub held: VecDeque<(dse_engine::Lsn, Vec<u8>)>,
-    pub held_bytes: usize,
+    /// Replies waiting for the log to acknowledge the writes (or reads) they depend on.
+    pub held: HeldReplies,
     /// Input was paused because too many replies are held.
     pub paused_for_log: bool,
+    /// Listed for the end of this loop's turn (at most once while true).
+    pub in_turn: bool,
     /// Registered in this loop's `LogWaiters` (exactly one entry while true).
     pub log_waiting: bool,
     /// QUIT (or a protocol error) arrived while replies were held: close once released.
@@ -47,9 +47,9 @@ impl Session {
             resp: Resp::V2,
             meta,
             close_after_reply: false,
-            held: Default::default(),
-            held_bytes: 0,
+            held: HeldReplies::default(),
             paused_for_log: false,
+            in_turn: false,
             log_waiting: false,
             close_when_released: false,
             tx: Transaction::default(),
@@ -74,6 +74,64 @@ impl Session {
         self.meta
             .no_touch
             .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Replies held until the log acknowledges an LSN: one byte buffer, reused, and the end
+/// of each batch's replies with the LSN it waits for. Later replies queue behind earlier
+/// ones, so the order on the wire never changes.
+#[derive(Default)]
+pub struct HeldReplies {
+    bytes: Vec<u8>,
+    /// (LSN, end offset in `bytes`), in order; LSNs never decrease.
+    marks: VecDeque<(dse_engine::Lsn, usize)>,
+}
+
+/// A held-reply buffer larger than this is given back once empty.
+const KEEP_HELD: usize = 64 * 1024;
+
+impl HeldReplies {
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The LSN the oldest held reply waits for.
+    pub fn first_lsn(&self) -> Option<dse_engine::Lsn> {
+        self.marks.front().map(|&(lsn, _)| lsn)
+    }
+
+    /// Holds `replies` until the log acknowledges `lsn`.
+    pub fn push(&mut self, lsn: dse_engine::Lsn, replies: &[u8]) {
+        let lsn = lsn.max(self.marks.back().map_or(0, |&(l, _)| l));
+        self.bytes.extend_from_slice(replies);
+        self.marks.push_back((lsn, self.bytes.len()));
+    }
+
+    /// Moves the replies the log has acknowledged (up to `acked`) to `out`, in order.
+    pub fn release(&mut self, acked: dse_engine::Lsn, out: &mut Vec<u8>) {
+        let mut end = 0;
+        while let Some(&(lsn, at)) = self.marks.front() {
+            if lsn > acked {
+                break;
+            }
+            end = at;
+            self.marks.pop_front();
+        }
+        if end == 0 {
+            return;
+        }
+        out.extend_from_slice(&self.bytes[..end]);
+        self.bytes.drain(..end);
+        for m in self.marks.iter_mut() {
+            m.1 -= end;
+        }
+        if self.bytes.is_empty() && self.bytes.capacity() > KEEP_HELD {
+            self.bytes = Vec::new();
+        }
     }
 }
 

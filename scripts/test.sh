@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: unit and property tests, integration tests against real server
+# processes (including kill -9 durability tests; the disk-full test mounts a tmpfs when run
+# as root and is skipped with a printed reason otherwise), and redis-py's own
+# test_commands.py against a fresh server (scripts/compat-redis-py.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace
+scripts/compat-redis-py.sh
