@@ -19,7 +19,9 @@
 #   --long            longer runs: more requests, rounds and seconds per round
 #   --rounds N        runs per measurement, medians reported (default 3, --long 5)
 #   --clients N       connections for the clients section (default 10000)
-#   --dse-threads N   dse-server event loops (default: dse's own, one per core)
+#   --dse-threads N   dse-server event loops (default: cores - 1, at least 1: the load
+#                     generator runs on this machine too and needs a core; redis-server
+#                     runs its one thread)
 #   --dse-port P      port for dse-server (default: the first free one from 21000)
 #   --redis-port P    port for redis-server (default: the first free one after dse's)
 #   --no-build        use the binaries already in target/release
@@ -161,7 +163,9 @@ start_dse() {
     local name=$1 port=$2
     shift 2
     local args=(--port "$port" --data "$SCRATCH/$name" --maxclients $((CLIENTS + 100)))
-    [[ -n $DSE_THREADS ]] && args+=(--threads "$DSE_THREADS")
+    # The load generator shares this machine: leave it a core.
+    local threads=${DSE_THREADS:-$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))}
+    args+=(--threads "$threads")
     mkdir -p "$SCRATCH/$name"
     "$BIN/dse-server" "${args[@]}" "$@" > "$OUT/$name.log" 2>&1 &
     SERVER_PID[$name]=$!
