@@ -40,6 +40,11 @@ pub enum Effect<'a> {
     Expire { key: &'a [u8], at: u64 },
     /// Every key is gone.
     FlushAll,
+    /// The records up to the matching [`Effect::TxCommit`] are one transaction (EXEC):
+    /// recovery applies all of them or, when the commit never reached the log, none.
+    TxBegin,
+    /// Closes the transaction [`Effect::TxBegin`] opened.
+    TxCommit,
 
     // --- lists and hashes ---
     // Element-level operations: each is applied to the key's previous state (replay is
@@ -134,7 +139,7 @@ impl<'a> Effect<'a> {
             | Effect::ListTrim { key, .. }
             | Effect::HashSet { key, .. }
             | Effect::HashDel { key, .. } => Some(key),
-            Effect::FlushAll => None,
+            Effect::FlushAll | Effect::TxBegin | Effect::TxCommit => None,
             Effect::SetAdd { key, .. }
             | Effect::SetRem { key, .. }
             | Effect::ZAdd { key, .. }

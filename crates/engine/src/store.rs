@@ -271,6 +271,8 @@ impl ShardData {
                 }
             }
             Effect::FlushAll => *self = ShardData::new(),
+            // Markers for recovery; nothing to apply.
+            Effect::TxBegin | Effect::TxCommit => {}
             // lists and hashes
             Effect::ListPush { key, left, items } => {
                 self.apply_to_collection(key, h, now, Some(list::empty), |v| {
@@ -599,15 +601,25 @@ impl Store {
                     g.apply(e, h, now);
                     g.last_lsn = g.last_lsn.max(lsn);
                 }
-                None => {
+                None if matches!(e, Effect::FlushAll) => {
                     for s in self.shards.iter() {
                         let mut g = s.data.write();
                         g.apply(e, KeyHash(0), now);
                         g.last_lsn = lsn;
                     }
                 }
+                None => {}
             }
         }
+    }
+
+    /// Logs a keyless marker (a transaction's begin or commit) and makes the caller's
+    /// reply wait for it like for any record it wrote.
+    pub fn log_marker(&self, marker: Effect<'_>) -> Result<Lsn, WriteError> {
+        debug_assert!(matches!(marker, Effect::TxBegin | Effect::TxCommit));
+        let lsn = self.journal().append(&[marker])?;
+        observe(lsn);
+        Ok(lsn)
     }
 
     /// Key and memory counts, summed over shards (each read-locked in turn).

@@ -114,11 +114,13 @@ impl Watchers {
                         raise(list);
                     }
                 }
-                None => {
+                None if matches!(e, Effect::FlushAll) => {
                     for reg in self.shards.iter() {
                         reg.lock().values().for_each(raise);
                     }
                 }
+                // Transaction markers change no key.
+                None => {}
             }
         }
     }

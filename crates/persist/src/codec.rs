@@ -38,6 +38,8 @@ const EFFECT_SET_VALUE: u8 = 3;
 const EFFECT_DEL: u8 = 4;
 const EFFECT_EXPIRE: u8 = 5;
 const EFFECT_FLUSH_ALL: u8 = 6;
+const EFFECT_TX_BEGIN: u8 = 7;
+const EFFECT_TX_COMMIT: u8 = 8;
 // lists and hashes: tags 16..=39
 const EFFECT_LIST_PUSH: u8 = 16;
 const EFFECT_LIST_POP: u8 = 17;
@@ -60,6 +62,12 @@ const VALUE_LIST: u8 = 2;
 const VALUE_HASH: u8 = 3;
 const VALUE_SET: u8 = 4;
 const VALUE_ZSET: u8 = 5;
+
+/// True when `payload` is a record holding one transaction marker (its encoding is the
+/// count 1 and the marker's tag).
+pub fn is_tx_marker(payload: &[u8]) -> bool {
+    matches!(payload, [1, EFFECT_TX_BEGIN] | [1, EFFECT_TX_COMMIT])
+}
 
 /// Appends the payload of a log record holding `effects`.
 pub fn encode_effects(buf: &mut Vec<u8>, effects: &[Effect<'_>]) {
@@ -110,6 +118,8 @@ pub fn encode_effects(buf: &mut Vec<u8>, effects: &[Effect<'_>]) {
                 put_u64(buf, at);
             }
             Effect::FlushAll => buf.push(EFFECT_FLUSH_ALL),
+            Effect::TxBegin => buf.push(EFFECT_TX_BEGIN),
+            Effect::TxCommit => buf.push(EFFECT_TX_COMMIT),
             // lists and hashes
             Effect::ListPush { key, left, items } => {
                 buf.push(EFFECT_LIST_PUSH);
@@ -253,6 +263,8 @@ pub enum LoggedEffect {
         at: u64,
     },
     FlushAll,
+    TxBegin,
+    TxCommit,
     // lists and hashes: the element-level effects, owned.
     ListPush {
         key: Vec<u8>,
@@ -316,7 +328,7 @@ impl LoggedEffect {
             LoggedEffect::Set { key, .. }
             | LoggedEffect::Del { key }
             | LoggedEffect::Expire { key, .. } => Some(key),
-            LoggedEffect::FlushAll => None,
+            LoggedEffect::FlushAll | LoggedEffect::TxBegin | LoggedEffect::TxCommit => None,
             // lists and hashes
             LoggedEffect::ListPush { key, .. }
             | LoggedEffect::ListPop { key, .. }
@@ -401,7 +413,9 @@ impl LoggedEffect {
             LoggedEffect::Set { .. }
             | LoggedEffect::Del { .. }
             | LoggedEffect::Expire { .. }
-            | LoggedEffect::FlushAll => return None,
+            | LoggedEffect::FlushAll
+            | LoggedEffect::TxBegin
+            | LoggedEffect::TxCommit => return None,
         })
     }
 }
@@ -596,6 +610,8 @@ pub fn decode_effects(payload: &[u8]) -> Result<Vec<LoggedEffect>, DecodeError> 
                 LoggedEffect::Expire { key, at }
             }
             EFFECT_FLUSH_ALL => LoggedEffect::FlushAll,
+            EFFECT_TX_BEGIN => LoggedEffect::TxBegin,
+            EFFECT_TX_COMMIT => LoggedEffect::TxCommit,
             // lists and hashes
             EFFECT_LIST_PUSH => {
                 let key = r.bytes()?.to_vec();
@@ -727,6 +743,8 @@ mod tests {
             Effect::Del { key: b"gone" },
             Effect::Expire { key: b"k", at: 99 },
             Effect::FlushAll,
+            Effect::TxBegin,
+            Effect::TxCommit,
         ];
         let mut buf = Vec::new();
         encode_effects(&mut buf, &effects);
@@ -757,6 +775,8 @@ mod tests {
                     at: 99
                 },
                 LoggedEffect::FlushAll,
+                LoggedEffect::TxBegin,
+                LoggedEffect::TxCommit,
             ]
         );
         // Every truncation is an error, never a panic.

@@ -101,6 +101,8 @@ pub struct Persistence {
     stale_segments: Mutex<Vec<wal::SegmentMeta>>,
     /// Seconds between automatic snapshots (0: none); CONFIG SET save changes it.
     snapshot_interval: AtomicU64,
+    /// Runs each shard's dump (see [`Persistence::set_shard_dump_wrapper`]).
+    dump_wrapper: std::sync::OnceLock<snapshot::DumpWrapper>,
     stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     _lock: File,
@@ -173,6 +175,7 @@ impl Persistence {
             }),
             stale_segments: Mutex::new(stale),
             snapshot_interval: AtomicU64::new(opts.snapshot_interval),
+            dump_wrapper: std::sync::OnceLock::new(),
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             _lock: lock,
@@ -252,6 +255,12 @@ impl Persistence {
         );
     }
 
+    /// Has every shard's dump run inside `wrapper` (the server keeps a dump from falling
+    /// in the middle of an EXEC, so a snapshot never holds part of a transaction).
+    pub fn set_shard_dump_wrapper(&self, wrapper: snapshot::DumpWrapper) {
+        let _ = self.dump_wrapper.set(wrapper);
+    }
+
     /// Seconds between automatic snapshots; 0 disables them.
     pub fn snapshot_interval(&self) -> u64 {
         self.snapshot_interval.load(Ordering::Relaxed)
@@ -307,7 +316,14 @@ impl Persistence {
             Some(w) => w.assigned(),
             None => start_lsn,
         };
-        let result = snapshot::write(store, &*self.fs, &self.opts.dir, &assigned, unix_ms());
+        let result = snapshot::write(
+            store,
+            &*self.fs,
+            &self.opts.dir,
+            &assigned,
+            self.dump_wrapper.get(),
+            unix_ms(),
+        );
         let mut st = self.status.lock();
         match result {
             Ok(meta) => {

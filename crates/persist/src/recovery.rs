@@ -76,6 +76,8 @@ pub struct RecoveryReport {
     pub truncated: Vec<(PathBuf, u64)>,
     /// Damaged ranges skipped under `TolerateCorruption`: (file, offset).
     pub skipped: Vec<(PathBuf, u64)>,
+    /// Transactions whose commit never reached the log, dropped whole.
+    pub discarded_transactions: u64,
 }
 
 pub struct Recovered {
@@ -142,6 +144,8 @@ pub fn recover(
     let mut next_lsn = snap.as_ref().map_or(1, |s| s.max_covered + 1);
     let mut expected: Option<Lsn> = None;
     let mut seen_any = false;
+    // An open transaction: its begin record and the records since, applied at its commit.
+    let mut tx: Option<(Lsn, Vec<(Lsn, Vec<LoggedEffect>)>)> = None;
     let last_index = segments.len().saturating_sub(1);
     let mut kept = Vec::with_capacity(segments.len());
     for (i, seg) in segments.into_iter().enumerate() {
@@ -247,7 +251,9 @@ pub fn recover(
             expected = Some(lsn + 1);
             next_lsn = next_lsn.max(lsn + 1);
             pos = end;
-            if lsn <= start_after {
+            // Markers are looked at even in records the snapshot covers: a transaction's
+            // begin tells what follows is all-or-nothing.
+            if lsn <= start_after && !is_marker(payload) {
                 continue;
             }
             let effects = match codec::decode_effects(payload) {
@@ -266,6 +272,35 @@ pub fn recover(
                     continue;
                 }
             };
+            match effects.as_slice() {
+                [LoggedEffect::TxBegin] => {
+                    if let Some((begun, _)) = tx.take() {
+                        tracing::warn!("transaction begun at record {begun} was never committed");
+                    }
+                    tx = Some((lsn, Vec::new()));
+                    continue;
+                }
+                [LoggedEffect::TxCommit] => {
+                    if let Some((_, records)) = tx.take() {
+                        for (lsn, effects) in records {
+                            report.records += 1;
+                            for e in effects {
+                                report.effects += 1;
+                                apply(&store, e, lsn, snap.as_ref(), now);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if lsn <= start_after {
+                continue;
+            }
+            if let Some((_, records)) = tx.as_mut() {
+                records.push((lsn, effects));
+                continue;
+            }
             report.records += 1;
             for e in effects {
                 report.effects += 1;
@@ -274,6 +309,16 @@ pub fn recover(
         }
         let len = fs.file_len(&seg.path).unwrap_or(seg.len);
         kept.push(SegmentMeta { len, ..seg });
+    }
+    if let Some((begun, records)) = tx {
+        // The EXEC was cut short by the crash, so it was never acknowledged: none of it
+        // happened.
+        tracing::warn!(
+            "the transaction begun at record {begun} never committed (a crash during EXEC); \
+             its {} records are discarded",
+            records.len()
+        );
+        report.discarded_transactions += 1;
     }
     report.wal_time = started.elapsed();
     report.snapshot = snap.clone();
@@ -284,6 +329,11 @@ pub fn recover(
         snapshot: snap,
         report,
     })
+}
+
+/// A record holding only a transaction marker, told without decoding the payload.
+fn is_marker(payload: &[u8]) -> bool {
+    codec::is_tx_marker(payload)
 }
 
 fn check_header(data: &[u8], first_lsn: Lsn) -> Result<(), String> {

@@ -78,6 +78,10 @@ pub fn is_temp(path: &Path) -> bool {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Runs one shard's dump (the closure it is given) under whatever exclusion the caller
+/// needs.
+pub type DumpWrapper = Box<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
 /// Writes a snapshot of `store` into `dir`. `assigned` returns the last LSN assigned; it
 /// is read under each shard's read lock.
 pub fn write(
@@ -85,6 +89,7 @@ pub fn write(
     fs: &dyn FileSystem,
     dir: &Path,
     assigned: &dyn Fn() -> Lsn,
+    wrapper: Option<&DumpWrapper>,
     now: u64,
 ) -> std::io::Result<SnapshotMeta> {
     let tmp = dir.join(format!(
@@ -116,17 +121,21 @@ pub fn write(
         for shard in 0..store.shard_count() {
             body.clear();
             let mut count = 0u64;
-            let lsn = {
+            let mut lsn = 0;
+            let mut dump = || {
                 let g = store.read_shard(shard);
-                let lsn = assigned();
+                lsn = assigned();
                 for e in g.iter(now) {
                     codec::put_bytes(&mut body, e.key());
                     codec::put_u64(&mut body, e.expire_at().unwrap_or(0));
                     codec::encode_value(&mut body, e.value());
                     count += 1;
                 }
-                lsn
             };
+            match wrapper {
+                Some(w) => w(&mut dump),
+                None => dump(),
+            }
             let mut section = [0u8; SECTION_LEN];
             section[..4].copy_from_slice(&(shard as u32).to_le_bytes());
             section[4..12].copy_from_slice(&lsn.to_le_bytes());

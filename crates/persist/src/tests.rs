@@ -283,3 +283,30 @@ fn snapshot_removes_covered_segments() {
     let (_p, store) = open(opts(&dir, FsyncPolicy::No), Arc::new(StdFs));
     assert_eq!(store.len(), 2000);
 }
+
+#[test]
+fn a_transaction_without_its_commit_is_dropped_whole() {
+    let dir = temp_dir();
+    {
+        let (p, store) = open(opts(&dir, FsyncPolicy::Always), Arc::new(StdFs));
+        set(&store, "before", "1").unwrap();
+        store.log_marker(dse_engine::Effect::TxBegin).unwrap();
+        set(&store, "committed-a", "1").unwrap();
+        set(&store, "committed-b", "1").unwrap();
+        store.log_marker(dse_engine::Effect::TxCommit).unwrap();
+        // A second EXEC that the crash cuts short: begun, two writes, no commit.
+        store.log_marker(dse_engine::Effect::TxBegin).unwrap();
+        set(&store, "torn-a", "1").unwrap();
+        set(&store, "before", "2").unwrap();
+        p.wal().unwrap().flush_and_sync();
+    }
+    let (_p, store) = open(opts(&dir, FsyncPolicy::Always), Arc::new(StdFs));
+    assert_eq!(get(&store, "committed-a"), Some(Value::Int(1)));
+    assert_eq!(get(&store, "committed-b"), Some(Value::Int(1)));
+    assert_eq!(get(&store, "torn-a"), None, "half a transaction came back");
+    assert_eq!(
+        get(&store, "before"),
+        Some(Value::Int(1)),
+        "half a transaction came back"
+    );
+}

@@ -131,6 +131,18 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
             }
         }));
     }
+    {
+        // A snapshot never dumps a shard in the middle of an EXEC, so it never holds part
+        // of a transaction that recovery would then drop (or not).
+        let weak = Arc::downgrade(&srv);
+        persist.set_shard_dump_wrapper(Box::new(move |dump| match weak.upgrade() {
+            Some(srv) => {
+                let _no_exec = srv.tx.hold_off_exec();
+                dump();
+            }
+            None => dump(),
+        }));
+    }
     persist.start(store.clone());
     let net_cfg = dse_net::NetConfig {
         threads: config.threads,

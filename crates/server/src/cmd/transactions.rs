@@ -104,6 +104,10 @@ const NOT_QUEUED: &[&str] = &["exec", "discard", "multi", "watch", "quit", "rese
 /// Nothing that holds a gate in read mode waits for another gate, so there is no cycle.
 pub struct Exclusion {
     gates: Box<[Gate]>,
+    /// Taken by a snapshot around each shard's dump (read) and by EXEC after every loop
+    /// gate (write), so no dump falls inside a transaction. EXEC takes it last, and a loop
+    /// running SAVE holds only its own loop gate, so no cycle can form.
+    snapshots: RwLock<()>,
     /// Table index of EXEC: the command that must run with its own gate open.
     pub exec: usize,
 }
@@ -115,6 +119,7 @@ impl Exclusion {
     pub fn new(loops: usize, table: &CommandTable) -> Exclusion {
         Exclusion {
             gates: (0..loops.max(1)).map(|_| Gate(RwLock::new(()))).collect(),
+            snapshots: RwLock::new(()),
             exec: table.lookup(b"exec").expect("EXEC is in the command table"),
         }
     }
@@ -124,10 +129,17 @@ impl Exclusion {
         self.gates[loop_index].0.read()
     }
 
-    /// Every loop stops between two commands until the guards are dropped. The caller
-    /// must not hold its own loop's gate.
-    fn close_all(&self) -> Vec<RwLockWriteGuard<'_, ()>> {
-        self.gates.iter().map(|g| g.0.write()).collect()
+    /// Waits out a running EXEC and keeps the next from finishing its start until the
+    /// guard is dropped (a snapshot dumping one shard).
+    pub fn hold_off_exec(&self) -> RwLockReadGuard<'_, ()> {
+        self.snapshots.read()
+    }
+
+    /// Every loop stops between two commands, and no snapshot dumps a shard, until the
+    /// guards are dropped. The caller must not hold its own loop's gate.
+    fn close_all(&self) -> (Vec<RwLockWriteGuard<'_, ()>>, RwLockWriteGuard<'_, ()>) {
+        let gates = self.gates.iter().map(|g| g.0.write()).collect();
+        (gates, self.snapshots.write())
     }
 }
 
@@ -309,6 +321,17 @@ fn exec(ctx: &mut Ctx, _a: Args) -> CmdResult {
     }
     ctx.out.array(queue.commands.len());
     ctx.sess.tx.running = true;
+    // Bracket the writes in the log so recovery applies all of them or none (a crash in
+    // the middle would otherwise recover part of the transaction). Nothing else runs
+    // meanwhile, so no other record falls between the markers. A refused marker (full
+    // disk) changes nothing: the writes inside are refused the same way.
+    let writes = queue
+        .commands
+        .iter()
+        .any(|(idx, _)| srv.table.specs[*idx].has(crate::command::flag::WRITE));
+    if writes {
+        let _ = srv.store.log_marker(dse_engine::Effect::TxBegin);
+    }
     let mut clock = Instant::now();
     for (idx, range) in &queue.commands {
         let args = Args::from_parts(&queue.bytes, &queue.ranges[range.clone()]);
@@ -321,6 +344,10 @@ fn exec(ctx: &mut Ctx, _a: Args) -> CmdResult {
             loop_index: ctx.loop_index,
         };
         crate::service::dispatch(&mut inner, args, &mut clock);
+    }
+    if writes {
+        // The reply waits for this record like for the writes themselves.
+        let _ = srv.store.log_marker(dse_engine::Effect::TxCommit);
     }
     ctx.sess.tx.running = false;
     Ok(())
