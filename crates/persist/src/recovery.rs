@@ -145,7 +145,7 @@ pub fn recover(
     let mut expected: Option<Lsn> = None;
     let mut seen_any = false;
     // An open transaction: its begin record and the records since, applied at its commit.
-    let mut tx: Option<(Lsn, Vec<(Lsn, Vec<LoggedEffect>)>)> = None;
+    let mut tx: Option<(Lsn, Vec<LoggedRecord>)> = None;
     let last_index = segments.len().saturating_sub(1);
     let mut kept = Vec::with_capacity(segments.len());
     for (i, seg) in segments.into_iter().enumerate() {
@@ -330,6 +330,9 @@ pub fn recover(
         report,
     })
 }
+
+/// A decoded log record: its LSN and its effects.
+type LoggedRecord = (Lsn, Vec<LoggedEffect>);
 
 /// A record holding only a transaction marker, told without decoding the payload.
 fn is_marker(payload: &[u8]) -> bool {
