@@ -760,7 +760,8 @@ mod tests {
     #[test]
     fn scan_pieces_survive_ties_and_churn() {
         let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
-        let orders: [&dyn Fn(&[u8]) -> u64; 4] = [
+        type Order<'a> = &'a dyn Fn(&[u8]) -> u64;
+        let orders: [Order; 4] = [
             &|k| scan_order(k),
             // Many ties: 7 positions for everything.
             &|k| (k.len() % 7) as u64,
