@@ -1,7 +1,7 @@
 //! Unit tests of the log, snapshots and recovery, on a real directory, with faults
 //! injected through [`FaultyFs`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,9 +23,9 @@ fn temp_dir() -> PathBuf {
     d
 }
 
-fn opts(dir: &PathBuf, fsync: FsyncPolicy) -> PersistOptions {
+fn opts(dir: &Path, fsync: FsyncPolicy) -> PersistOptions {
     PersistOptions {
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         appendonly: true,
         fsync,
         snapshot_interval: 0,
@@ -58,7 +58,7 @@ fn get(store: &Store, key: &str) -> Option<Value> {
         .map(|e| e.value().clone())
 }
 
-fn segments(dir: &PathBuf) -> Vec<PathBuf> {
+fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
