@@ -1,0 +1,14 @@
+//! The cluster, as logic without I/O, so tests can drive it directly.
+//!
+//! - [`slot`]: a key's slot, CRC16(key) mod 16384 with Redis Cluster's hash tags, so
+//!   cluster-aware clients compute the same slot we do.
+//! - [`ring`]: the consistent hash ring. Each node has 128 vnodes at positions in the
+//!   slot space derived from its name (xxh3); a slot's primary is the first vnode at or
+//!   after it, its replicas the next distinct nodes clockwise. Every node computes the
+//!   same slot map from the same membership.
+
+pub mod ring;
+pub mod slot;
+
+pub use ring::{NodeSpec, Ring, SlotRange, VNODES};
+pub use slot::{SLOTS, crc16, key_slot};
