@@ -6,9 +6,16 @@
 //!   slot space derived from its name (xxh3); a slot's primary is the first vnode at or
 //!   after it, its replicas the next distinct nodes clockwise. Every node computes the
 //!   same slot map from the same membership.
+//! - [`bus`]: the cluster bus wire protocol (framing, messages, the authenticated
+//!   handshake) that nodes speak on `--cluster-port`.
 
+pub mod bus;
 pub mod ring;
 pub mod slot;
 
+pub use bus::{
+    Acceptor, Auth, BusError, DEFAULT_MAX_FRAME, Decoder, Frame, HANDSHAKE_MAX_FRAME, Initiator,
+    OpenFrame, PROTOCOL_VERSION, SlotBits, SlotSet, Step,
+};
 pub use ring::{NodeSpec, Ring, SlotRange, VNODES};
 pub use slot::{SLOTS, crc16, key_slot};
