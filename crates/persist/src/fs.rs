@@ -28,6 +28,22 @@ pub trait FileSystem: Send + Sync + 'static {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WriteFile>>;
     /// Opens `path` for reading.
     fn open(&self, path: &Path) -> io::Result<Box<dyn Read + Send>>;
+    /// Up to `len` bytes of `path` from `offset` (fewer at the end of the file).
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let f = File::open(path)?;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
         let mut v = Vec::new();
         self.open(path)?.read_to_end(&mut v)?;

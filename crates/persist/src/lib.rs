@@ -18,6 +18,7 @@
 
 pub mod codec;
 pub mod fs;
+pub mod reader;
 pub mod recovery;
 pub mod snapshot;
 pub mod wal;

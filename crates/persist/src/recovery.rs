@@ -364,7 +364,7 @@ fn check_header(data: &[u8], first_lsn: Lsn) -> Result<(), String> {
 }
 
 /// The record at `pos`: (LSN, payload, end offset), or why it is not valid.
-fn read_record(data: &[u8], pos: usize) -> Result<(Lsn, &[u8], usize), String> {
+pub(crate) fn read_record(data: &[u8], pos: usize) -> Result<(Lsn, &[u8], usize), String> {
     let rest = &data[pos..];
     if rest.len() < RECORD_HEADER {
         return Err(format!("{} bytes of a record header", rest.len()));

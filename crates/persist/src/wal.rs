@@ -773,6 +773,28 @@ impl Wal {
         }
     }
 
+    /// The segments on disk, oldest first, the open one last with the bytes written to it
+    /// so far (always a whole number of records).
+    pub fn segments(&self) -> Vec<SegmentMeta> {
+        let t = self.tail.lock();
+        let mut v = t.closed.clone();
+        v.push(SegmentMeta {
+            path: self.dir.join(segment_name(t.seg.first_lsn)),
+            first_lsn: t.seg.first_lsn,
+            len: t.seg.len,
+        });
+        v
+    }
+
+    /// LSN of the last record handed to write(2): what a reader of the files can see.
+    pub fn written(&self) -> Lsn {
+        self.written.load(Ordering::Acquire)
+    }
+
+    pub fn file_system(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
+    }
+
     pub fn stats(&self) -> WalStats {
         let t = self.tail.lock();
         let space = self.spare.lock().error.clone();
