@@ -12,7 +12,8 @@ use std::thread::JoinHandle;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::{LoopHandle, NetShared};
+use crate::event_loop::Class;
+use crate::{Listener, LoopHandle, NetShared};
 
 const STOP: Token = Token(usize::MAX);
 
@@ -23,7 +24,7 @@ pub(crate) struct Acceptor {
 
 impl Acceptor {
     pub(crate) fn start<M: Send + 'static>(
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<Listener>,
         loops: Arc<[LoopHandle<M>]>,
         shared: Arc<NetShared>,
         maxclients_reply: &'static [u8],
@@ -32,11 +33,19 @@ impl Acceptor {
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
         let mut mio_listeners = Vec::with_capacity(listeners.len());
         for (i, l) in listeners.into_iter().enumerate() {
-            l.set_nonblocking(true)?;
-            let mut l = TcpListener::from_std(l);
+            l.socket.set_nonblocking(true)?;
+            let mut socket = TcpListener::from_std(l.socket);
             poll.registry()
-                .register(&mut l, Token(i), Interest::READABLE)?;
-            mio_listeners.push(l);
+                .register(&mut socket, Token(i), Interest::READABLE)?;
+            mio_listeners.push(Accepting {
+                socket,
+                kind: l.kind,
+                class: if l.counts_as_client {
+                    Class::Client
+                } else {
+                    Class::Internal
+                },
+            });
         }
         let thread = std::thread::Builder::new()
             .name("dse-accept".into())
@@ -50,9 +59,15 @@ impl Acceptor {
     }
 }
 
+struct Accepting {
+    socket: TcpListener,
+    kind: u8,
+    class: Class,
+}
+
 fn run<M: Send + 'static>(
     mut poll: Poll,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Accepting>,
     loops: Arc<[LoopHandle<M>]>,
     shared: Arc<NetShared>,
     maxclients_reply: &'static [u8],
@@ -78,19 +93,24 @@ fn run<M: Send + 'static>(
         backoff = false;
         for listener in &listeners {
             loop {
-                match listener.accept() {
+                match listener.socket.accept() {
                     Ok((mut stream, peer)) => {
-                        let connected = shared.connected.load(Ordering::Relaxed);
-                        if connected >= shared.maxclients.load(Ordering::Relaxed) {
-                            shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
-                            let _ = stream.write(maxclients_reply);
-                            continue;
+                        if listener.class == Class::Client {
+                            let connected = shared.connected.load(Ordering::Relaxed);
+                            if connected >= shared.maxclients.load(Ordering::Relaxed) {
+                                shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                                let _ = stream.write(maxclients_reply);
+                                continue;
+                            }
+                            shared.total_connections.fetch_add(1, Ordering::Relaxed);
                         }
-                        shared.connected.fetch_add(1, Ordering::Relaxed);
-                        shared.total_connections.fetch_add(1, Ordering::Relaxed);
+                        listener
+                            .class
+                            .counter(&shared)
+                            .fetch_add(1, Ordering::Relaxed);
                         let _ = stream.set_nodelay(true);
                         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                        loops[next_loop].send_conn(stream, peer, id);
+                        loops[next_loop].send_conn(stream, peer, id, listener.kind, listener.class);
                         next_loop = (next_loop + 1) % loops.len();
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

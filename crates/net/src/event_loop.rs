@@ -10,15 +10,18 @@
 //! - Every path (events, messages, ticks, resume, shutdown) goes through `drive`, which
 //!   does all a connection can do now and stops only to wait for the socket, the
 //!   handler (paused), or the next turn (read budget spent).
+//! - An outbound connection starts in `connecting`: `drive` only checks whether the
+//!   connect ended (any event, even a spurious one, brings it there) and, once it did,
+//!   tells the handler and carries on as for any connection.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::Mutex;
 use slab::Slab;
 
@@ -33,8 +36,38 @@ const READ_BUDGET: usize = 16;
 /// The loop's output scratch keeps up to this much memory between uses.
 const KEEP_OUT_SCRATCH: usize = 1024 * 1024;
 
+/// Which of the [`NetShared`] counters a connection counts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Accepted on a listener that counts as client: subject to `maxclients`.
+    Client,
+    /// Accepted on a listener that does not.
+    Internal,
+    /// Made with [`Conns::connect`].
+    Outbound,
+}
+
+impl Class {
+    pub(crate) fn counter(self, shared: &NetShared) -> &AtomicUsize {
+        match self {
+            Class::Client => &shared.connected,
+            Class::Internal => &shared.internal_connected,
+            Class::Outbound => &shared.outbound_connected,
+        }
+    }
+}
+
+/// A connection the acceptor hands to a loop.
+pub(crate) struct Accepted {
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) id: u64,
+    pub(crate) kind: u8,
+    pub(crate) class: Class,
+}
+
 enum Inbound<M> {
-    Conn(TcpStream, SocketAddr, u64),
+    Conn(Accepted),
     Msg(M),
     Shutdown(Duration),
 }
@@ -67,8 +100,21 @@ impl<M: Send + 'static> LoopHandle<M> {
         self.push(Inbound::Msg(msg));
     }
 
-    pub(crate) fn send_conn(&self, stream: TcpStream, peer: SocketAddr, id: u64) {
-        self.push(Inbound::Conn(stream, peer, id));
+    pub(crate) fn send_conn(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        kind: u8,
+        class: Class,
+    ) {
+        self.push(Inbound::Conn(Accepted {
+            stream,
+            peer,
+            id,
+            kind,
+            class,
+        }));
     }
 
     pub(crate) fn begin_shutdown(&self, grace: Duration) {
@@ -114,17 +160,66 @@ struct Connection<C> {
     /// The handler holds replies for this connection elsewhere (until the log has them):
     /// answered is not yet all sent, whatever `out` says. Cleared by [`Conns::unhold`].
     held: bool,
+    /// An outbound connect still in progress: nothing is read or written yet.
+    connecting: bool,
+    class: Class,
     closing: Close,
 }
 
-/// A loop's connections, for [`Handler::message`] and [`Handler::tick`].
+impl<C> Connection<C> {
+    fn new(stream: TcpStream, id: u64, state: C, class: Class) -> Self {
+        Connection {
+            stream,
+            id,
+            input: InBuf::default(),
+            out: OutBuf::default(),
+            state,
+            want: 0,
+            // Bytes may have arrived before registration; reading once costs one
+            // syscall and does not depend on how the first event is reported. (An
+            // outbound connection does the same once its connect completes.)
+            readable: class != Class::Outbound,
+            paused: false,
+            stalled: false,
+            eof: false,
+            held: false,
+            connecting: class == Class::Outbound,
+            class,
+            closing: Close::No,
+        }
+    }
+}
+
+/// How a non-blocking connect went, or `None` while it is still in progress (the
+/// sequence mio documents for `TcpStream::connect`).
+fn connect_outcome(stream: &TcpStream) -> Option<io::Result<()>> {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => return Some(Err(e)),
+        Ok(None) => {}
+    }
+    match stream.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotConnected
+                || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            None
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// A loop's connections, for [`Handler::message`], [`Handler::tick`] and
+/// [`Handler::end_of_turn`]: any connection of this loop, not only one being served.
 pub struct Conns<'a, C> {
     slab: &'a mut Slab<Connection<C>>,
     pending: &'a mut Vec<usize>,
     loop_index: u32,
+    registry: &'a Registry,
+    shared: &'a NetShared,
 }
 
-/// One connection, reached from a message or a tick.
+/// One connection, reached from a message, a tick or the end of a turn.
 pub struct ConnMut<'a, C> {
     pub state: &'a mut C,
     /// Output to send; the loop flushes it after the handler returns.
@@ -150,7 +245,9 @@ impl<C> Conns<'_, C> {
         })
     }
 
-    /// Closes `r` (after sending what it has pending, with `Close::AfterFlush`).
+    /// Closes `r` (after sending what it has pending, with `Close::AfterFlush`). An
+    /// outbound connection still connecting is closed without [`Handler::connected`]
+    /// (with `AfterFlush` and output queued, once the connect ends and it is sent).
     pub fn close(&mut self, r: ConnRef, how: Close) {
         if let Some(c) = self.find(r) {
             if c.closing != Close::Now {
@@ -176,6 +273,40 @@ impl<C> Conns<'_, C> {
             c.stalled = true;
             self.pending.push(r.token as usize);
         }
+    }
+
+    /// Starts connecting to `addr` (non-blocking, with TCP_NODELAY) and returns at once
+    /// with the new connection, owned by this loop, whose state is `state`. Output
+    /// appended through [`Conns::get`] before the connect completes is sent once it
+    /// does. [`Handler::connected`] then reports how it went; on failure the connection
+    /// is closed ([`Handler::closed`]). An error here (no descriptor left, the loop
+    /// shutting down, an address refused at once) means no connection was made and no
+    /// callback follows. Outbound connections count in
+    /// [`NetShared::outbound_connected`], never towards `maxclients`.
+    pub fn connect(&mut self, addr: SocketAddr, state: C) -> io::Result<ConnRef> {
+        if self.shared.is_shutting_down() {
+            return Err(io::Error::other("the network layer is shutting down"));
+        }
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let entry = self.slab.vacant_entry();
+        let token = entry.key();
+        // The end of the connect, success or failure, is reported as writable.
+        self.registry.register(
+            &mut stream,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        entry.insert(Connection::new(stream, id, state, Class::Outbound));
+        self.shared
+            .outbound_connected
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(ConnRef {
+            loop_index: self.loop_index,
+            token: token as u32,
+            id,
+        })
     }
 
     /// Visits every connection (client timeouts, CLIENT LIST snapshots).
@@ -213,6 +344,9 @@ pub(crate) struct EventLoop<H: Handler> {
     batch: Vec<usize>,
     query_limit_reply: &'static [u8],
     shutdown_deadline: Option<Instant>,
+    /// The handler ran `data` or `connected` since the last `end_of_turn`: it may have
+    /// left work for it, so the loop does not wait before the next one.
+    handler_ran: bool,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -239,7 +373,38 @@ impl<H: Handler> EventLoop<H> {
             batch: Vec::new(),
             query_limit_reply,
             shutdown_deadline: None,
+            handler_ran: false,
         }
+    }
+
+    /// The handler, and what its calls that reach every connection take.
+    fn parts(&mut self) -> (&H, Cx<'_, H::Msg>, Conns<'_, H::Conn>) {
+        let EventLoop {
+            index,
+            poll,
+            handler,
+            loops,
+            shared,
+            conns,
+            pending,
+            ..
+        } = self;
+        let shared: &NetShared = shared;
+        (
+            handler,
+            Cx {
+                loop_index: *index,
+                loops,
+                shared,
+            },
+            Conns {
+                slab: conns,
+                pending,
+                loop_index: *index as u32,
+                registry: poll.registry(),
+                shared,
+            },
+        )
     }
 
     pub(crate) fn run(mut self) {
@@ -247,7 +412,7 @@ impl<H: Handler> EventLoop<H> {
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let mut timeout = next_tick.saturating_duration_since(Instant::now());
-            if !self.pending.is_empty() {
+            if !self.pending.is_empty() || self.handler_ran {
                 timeout = Duration::ZERO;
             } else if self.shutdown_deadline.is_some() {
                 timeout = timeout.min(Duration::from_millis(10));
@@ -276,30 +441,13 @@ impl<H: Handler> EventLoop<H> {
                 if next_tick < Instant::now() {
                     next_tick = Instant::now() + self.tick;
                 }
-                let mut cx = Cx {
-                    loop_index: self.index,
-                    loops: &self.loops,
-                    shared: &self.shared,
-                };
-                let mut conns = Conns {
-                    slab: &mut self.conns,
-                    pending: &mut self.pending,
-                    loop_index: self.index as u32,
-                };
-                self.handler.tick(&mut cx, &mut conns);
+                let (handler, mut cx, mut conns) = self.parts();
+                handler.tick(&mut cx, &mut conns);
             }
+            self.handler_ran = false;
             {
-                let mut cx = Cx {
-                    loop_index: self.index,
-                    loops: &self.loops,
-                    shared: &self.shared,
-                };
-                let mut conns = Conns {
-                    slab: &mut self.conns,
-                    pending: &mut self.pending,
-                    loop_index: self.index as u32,
-                };
-                self.handler.end_of_turn(&mut cx, &mut conns);
+                let (handler, mut cx, mut conns) = self.parts();
+                handler.end_of_turn(&mut cx, &mut conns);
             }
             self.drive_pending();
             if let Some(deadline) = self.shutdown_deadline
@@ -330,23 +478,16 @@ impl<H: Handler> EventLoop<H> {
         let items = std::mem::take(&mut *me.inbox.lock());
         for item in items {
             match item {
-                Inbound::Conn(stream, _, _) if self.shutdown_deadline.is_some() => {
-                    drop(stream);
-                    self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+                Inbound::Conn(a) if self.shutdown_deadline.is_some() => {
+                    drop(a.stream);
+                    a.class
+                        .counter(&self.shared)
+                        .fetch_sub(1, Ordering::Relaxed);
                 }
-                Inbound::Conn(stream, peer, id) => self.register(stream, peer, id),
+                Inbound::Conn(a) => self.register(a),
                 Inbound::Msg(msg) => {
-                    let mut cx = Cx {
-                        loop_index: self.index,
-                        loops: &self.loops,
-                        shared: &self.shared,
-                    };
-                    let mut conns = Conns {
-                        slab: &mut self.conns,
-                        pending: &mut self.pending,
-                        loop_index: self.index as u32,
-                    };
-                    self.handler.message(&mut cx, &mut conns, msg);
+                    let (handler, mut cx, mut conns) = self.parts();
+                    handler.message(&mut cx, &mut conns, msg);
                 }
                 Inbound::Shutdown(grace) => {
                     self.shutdown_deadline = Some(Instant::now() + grace);
@@ -362,7 +503,14 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    fn register(&mut self, mut stream: TcpStream, peer: SocketAddr, id: u64) {
+    fn register(&mut self, a: Accepted) {
+        let Accepted {
+            mut stream,
+            peer,
+            id,
+            kind,
+            class,
+        } = a;
         let entry = self.conns.vacant_entry();
         let token = entry.key();
         if let Err(e) = self.poll.registry().register(
@@ -371,7 +519,7 @@ impl<H: Handler> EventLoop<H> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             tracing::warn!("cannot register connection from {peer}: {e}");
-            self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+            class.counter(&self.shared).fetch_sub(1, Ordering::Relaxed);
             return;
         }
         let local = stream.local_addr().unwrap_or(peer);
@@ -383,6 +531,7 @@ impl<H: Handler> EventLoop<H> {
             },
             peer,
             local,
+            kind,
         };
         let mut cx = Cx {
             loop_index: self.index,
@@ -390,22 +539,7 @@ impl<H: Handler> EventLoop<H> {
             shared: &self.shared,
         };
         let state = self.handler.open(&mut cx, &info);
-        entry.insert(Connection {
-            stream,
-            id,
-            input: InBuf::default(),
-            out: OutBuf::default(),
-            state,
-            want: 0,
-            // Bytes may have arrived before registration; reading once costs one
-            // syscall and does not depend on how the first event is reported.
-            readable: true,
-            paused: false,
-            stalled: false,
-            eof: false,
-            held: false,
-            closing: Close::No,
-        });
+        entry.insert(Connection::new(stream, id, state, class));
         self.pending.push(token);
     }
 
@@ -432,6 +566,32 @@ impl<H: Handler> EventLoop<H> {
             if c.closing == Close::Now {
                 self.close(token);
                 return;
+            }
+            if c.connecting {
+                if c.closing == Close::AfterFlush && c.out.pending() == 0 {
+                    // Nothing to send: no reason to wait for the connect.
+                    self.close(token);
+                    return;
+                }
+                let Some(result) = connect_outcome(&c.stream) else {
+                    return;
+                };
+                c.connecting = false;
+                // Bytes may already wait behind the connect's own event.
+                c.readable = true;
+                let failed = result.is_err();
+                let mut cx = Cx {
+                    loop_index: self.index,
+                    loops: &self.loops,
+                    shared: &self.shared,
+                };
+                self.handler.connected(&mut cx, &mut c.state, result);
+                self.handler_ran = true;
+                if failed {
+                    self.close(token);
+                    return;
+                }
+                continue;
             }
             if c.out.pending() > 0 {
                 match c.out.flush_to(&mut c.stream) {
@@ -564,6 +724,7 @@ impl<H: Handler> EventLoop<H> {
             out_limit: max_out.saturating_add(if direct { 0 } else { already_sent }),
         };
         self.handler.data(&mut cx, &mut c.state, &mut io);
+        self.handler_ran = true;
         let full = io.output_full();
         let Io {
             consumed,
@@ -630,7 +791,9 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut c = self.conns.remove(token);
         let _ = self.poll.registry().deregister(&mut c.stream);
-        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+        c.class
+            .counter(&self.shared)
+            .fetch_sub(1, Ordering::Relaxed);
         let mut cx = self.cx();
         self.handler.closed(&mut cx, &mut c.state);
     }

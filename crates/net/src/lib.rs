@@ -18,6 +18,10 @@
 //!   read until it drains; one whose partial request passes `max_query_buffer` is closed.
 //! - Other threads reach a loop through [`LoopHandle::send`]; the handler's
 //!   [`Handler::message`] then runs on that loop with access to its connections.
+//! - Listeners carry a kind ([`Listener`]), so one loop serves clients and internal
+//!   peers alike; only client listeners count towards `maxclients`.
+//! - A loop also makes connections ([`Conns::connect`]): non-blocking, owned by the loop
+//!   that made them, and once connected handled exactly like accepted ones.
 
 mod acceptor;
 mod buffer;
@@ -46,6 +50,32 @@ pub struct ConnInfo {
     pub conn: ConnRef,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The [`Listener::kind`] of the listener that accepted it: tells a client from an
+    /// internal peer.
+    pub kind: u8,
+}
+
+/// A listening socket and what its connections are.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    /// Handed to the handler in [`ConnInfo::kind`]; the net layer gives it no meaning.
+    pub kind: u8,
+    /// Connections from this listener are clients: they count towards `maxclients`
+    /// (and in [`NetShared::connected`]) and are refused past it. The others count in
+    /// [`NetShared::internal_connected`] and are never refused.
+    pub counts_as_client: bool,
+}
+
+impl Listener {
+    /// A listener for clients, of kind 0.
+    pub fn client(socket: std::net::TcpListener) -> Self {
+        Listener {
+            socket,
+            kind: 0,
+            counts_as_client: true,
+        }
+    }
 }
 
 /// What to do with a connection after the handler ran.
@@ -113,6 +143,19 @@ pub trait Handler: Send + Sync + 'static {
     /// The connection is gone (client closed, error, or `Close`).
     fn closed(&self, cx: &mut Cx<'_, Self::Msg>, conn: &mut Self::Conn);
 
+    /// An outbound connection made with [`Conns::connect`] is established (`Ok`) or could
+    /// not be (`Err`; the connection is then closed and [`Handler::closed`] called).
+    /// Output queued before this is sent right after it, and from then on the
+    /// connection is served like an accepted one. Not called for a connection closed
+    /// while still connecting (only `closed` is).
+    fn connected(
+        &self,
+        _cx: &mut Cx<'_, Self::Msg>,
+        _conn: &mut Self::Conn,
+        _result: std::io::Result<()>,
+    ) {
+    }
+
     /// A message sent with [`LoopHandle::send`] to this loop.
     fn message(
         &self,
@@ -124,6 +167,15 @@ pub trait Handler: Send + Sync + 'static {
     /// Called once per turn of the loop, after the ready connections were served and
     /// before the loop sends what is pending: the place to do, once for all of them, work
     /// their replies wait on (one write of the log for every connection served).
+    ///
+    /// It is also where [`Handler::data`] (which reaches only its own connection) acts on
+    /// other connections of the same loop: `data` notes the work in a per-loop list of
+    /// the handler's (indexed by [`Cx::loop_index`]; only this loop's thread touches its
+    /// entry, so the lock is never contended), and `end_of_turn` takes the list and
+    /// carries it out with [`Conns::get`] (append to another connection's `out`: it is
+    /// sent before the loop waits again), [`Conns::connect`], [`Conns::close`]... The
+    /// loop guarantees an `end_of_turn` after every turn in which the handler ran `data`
+    /// or `connected`, before it waits for anything.
     fn end_of_turn(&self, _cx: &mut Cx<'_, Self::Msg>, _conns: &mut Conns<'_, Self::Conn>) {}
 
     /// Called about every `tick` interval on each loop (housekeeping: expiry, timeouts).
@@ -150,8 +202,15 @@ pub struct NetShared {
     pub maxclients: AtomicUsize,
     pub max_pending_output: AtomicUsize,
     pub max_query_buffer: AtomicUsize,
+    /// Open client connections (from listeners that count as clients).
     pub connected: AtomicUsize,
+    /// Open connections accepted on listeners that do not count as clients.
+    pub internal_connected: AtomicUsize,
+    /// Open connections made with [`Conns::connect`] (connecting ones included).
+    pub outbound_connected: AtomicUsize,
+    /// Client connections accepted since the start.
     pub total_connections: AtomicU64,
+    /// Client connections refused because of `maxclients`.
     pub rejected_connections: AtomicU64,
     pub net_input_bytes: AtomicU64,
     pub net_output_bytes: AtomicU64,
@@ -167,6 +226,8 @@ impl NetShared {
             max_pending_output: AtomicUsize::new(cfg.max_pending_output),
             max_query_buffer: AtomicUsize::new(cfg.max_query_buffer),
             connected: AtomicUsize::new(0),
+            internal_connected: AtomicUsize::new(0),
+            outbound_connected: AtomicUsize::new(0),
             total_connections: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             net_input_bytes: AtomicU64::new(0),
@@ -208,7 +269,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 pub fn start<H: Handler>(
     cfg: NetConfig,
     handler: Arc<H>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
 ) -> std::io::Result<Net<H::Msg>> {
     let shared = Arc::new(NetShared::new(&cfg));
     let threads_n = cfg.threads.max(1);

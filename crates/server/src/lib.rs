@@ -112,7 +112,7 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         }
         let l = dse_net::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         port = l.local_addr().map(|a| a.port()).unwrap_or(port);
-        listeners.push(l);
+        listeners.push(dse_net::Listener::client(l));
     }
 
     let (persist, store) = open_persistence(&config)?;
