@@ -241,7 +241,7 @@ impl<'de> Deserialize<'de> for Peers {
 }
 
 /// Cluster mode's settings, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// This node: its name, the host it is reached at (the first bind address that is
     /// not a wildcard), its client and bus ports.
@@ -256,6 +256,21 @@ pub struct ClusterConfig {
     /// Answer -MOVED instead of forwarding.
     pub redirect: bool,
     pub secret: Option<String>,
+}
+
+// By hand, so that printing the configuration never prints the secret.
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("myself", &self.myself)
+            .field("host_is_wildcard", &self.host_is_wildcard)
+            .field("peers", &self.peers)
+            .field("replicas", &self.replicas)
+            .field("write_quorum", &self.write_quorum)
+            .field("redirect", &self.redirect)
+            .field("secret", &self.secret.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// Most nodes a cluster can have (node indices are `u16` in the slot map).
@@ -673,6 +688,10 @@ mod tests {
         assert_eq!(c.myself.bus_port, 8001);
         assert!(c.redirect && c.host_is_wildcard);
         assert_eq!(c.secret.as_deref(), Some("s3"));
+        assert!(
+            !format!("{c:?}").contains("s3"),
+            "the secret stays out of logs"
+        );
         // Flags win over the file.
         let c = Config::load([
             "dse-server",
