@@ -6,6 +6,7 @@
 mod util;
 
 mod client;
+mod cluster;
 mod config;
 mod connection;
 mod hashes;

@@ -20,6 +20,8 @@ pub struct Server {
     pub dir: PathBuf,
     args: Vec<String>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Leave the data directory behind when dropped ([`Server::stop_keeping_data`]).
+    keep_dir: bool,
 }
 
 /// A fresh, empty directory for one server's data.
@@ -49,6 +51,13 @@ impl Server {
     }
 
     fn launch(dir: PathBuf, port: u16, args: Vec<String>) -> Server {
+        Server::try_launch(dir, port, args).unwrap_or_else(|log| {
+            panic!("dse-server did not start; log:\n{log}");
+        })
+    }
+
+    /// Starts a server; `Err` holds its log when it did not come up.
+    fn try_launch(dir: PathBuf, port: u16, args: Vec<String>) -> Result<Server, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dse-server"));
         cmd.arg("--port")
             .arg(port.to_string())
@@ -85,19 +94,20 @@ impl Server {
             Ok(p) => p,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "dse-server did not start; log:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
+                let _ = child.wait();
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return Err(log.lock().unwrap().join("\n"));
             }
         };
-        Server {
+        Ok(Server {
             child: Some(child),
             port,
             dir,
             args,
             log,
-        }
+            keep_dir: false,
+        })
     }
 
     pub fn addr(&self) -> String {
@@ -185,13 +195,132 @@ impl Server {
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
+
+    /// SIGTERM (a clean shutdown), then hands over the data directory instead of
+    /// removing it, for another server to start on.
+    pub fn stop_keeping_data(mut self) -> PathBuf {
+        self.terminate();
+        self.keep_dir = true;
+        self.dir.clone()
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// Cluster nodes on loopback, each a [`Server`] started with `--node`, its peers and its
+/// own data directory. Dropping it kills every node and removes their directories.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    /// Node names (`node-1`, ...), in the order of `nodes`.
+    pub names: Vec<String>,
+    /// Bus ports, in the order of `nodes`.
+    pub bus_ports: Vec<u16>,
+}
+
+impl Cluster {
+    /// `n` nodes with default settings.
+    pub fn start(n: usize) -> Cluster {
+        Cluster::with_args(n, &[])
+    }
+
+    /// `n` nodes, each with the extra flags `args` (`--port`, `--data`, `--node`,
+    /// `--peers` and `--cluster-port` are chosen here).
+    pub fn with_args(n: usize, args: &[&str]) -> Cluster {
+        Cluster::with_dirs(
+            (0..n)
+                .map(|i| temp_dir(&format!("node{}", i + 1)))
+                .collect(),
+            args,
+        )
+    }
+
+    /// One node per data directory in `dirs` (which may already hold data).
+    pub fn with_dirs(dirs: Vec<PathBuf>, args: &[&str]) -> Cluster {
+        let n = dirs.len();
+        let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
+        // The ports are free when picked, and each node binds its own soon after; should
+        // another process take one meanwhile, every node starts again on new ports.
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let ports = free_ports(2 * n);
+            let (ports, bus) = ports.split_at(n);
+            let mut nodes = Vec::new();
+            for (i, dir) in dirs.iter().enumerate() {
+                let peers: Vec<String> = (0..n)
+                    .filter(|&j| j != i)
+                    .map(|j| format!("{}:127.0.0.1:{}:{}", names[j], ports[j], bus[j]))
+                    .collect();
+                let mut node_args: Vec<String> = vec![
+                    "--node".into(),
+                    names[i].clone(),
+                    "--cluster-port".into(),
+                    bus[i].to_string(),
+                    "--threads".into(),
+                    "2".into(),
+                ];
+                if !peers.is_empty() {
+                    node_args.push("--peers".into());
+                    node_args.push(peers.join(","));
+                }
+                node_args.extend(args.iter().map(|s| s.to_string()));
+                match Server::try_launch(dir.clone(), ports[i], node_args) {
+                    Ok(s) => nodes.push(s),
+                    Err(log) => {
+                        last_log = log;
+                        break;
+                    }
+                }
+            }
+            if nodes.len() == n {
+                return Cluster {
+                    nodes,
+                    names,
+                    bus_ports: bus.to_vec(),
+                };
+            }
+            // Stop what started, keeping the directories for the next attempt.
+            for mut node in nodes {
+                node.kill9();
+                node.keep_dir = true;
+            }
+        }
+        for dir in &dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        panic!("cluster did not start; last log:\n{last_log}");
+    }
+
+    pub fn node(&self, i: usize) -> &Server {
+        &self.nodes[i]
+    }
+
+    /// The index of the node listening on `port`.
+    pub fn index_of_port(&self, port: u16) -> Option<usize> {
+        self.nodes.iter().position(|s| s.port == port)
+    }
+
+    /// `redis://` URLs of every node, for cluster clients.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Server::url).collect()
+    }
+}
+
+/// `n` distinct loopback ports that were free a moment ago.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 pub fn signal(pid: u32, sig: i32) {

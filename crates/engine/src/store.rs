@@ -1,8 +1,8 @@
 //! The store: shards, entries, guards, and the write path (journal, then apply).
 
 use std::cell::Cell;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -142,17 +142,30 @@ struct ShardData {
     /// LSN of the last write applied to this shard: a reader has seen data that is
     /// durable once the log is durable up to here.
     last_lsn: Lsn,
+    /// Keys per cluster slot, shared by every shard; `None` outside cluster mode.
+    slots: Option<Arc<SlotCounts>>,
 }
 
 impl ShardData {
-    fn new() -> Self {
+    fn new(slots: Option<Arc<SlotCounts>>) -> Self {
         ShardData {
             table: HashTable::new(),
             entries: Slab::new(),
             volatile: Vec::new(),
             mem: 0,
             last_lsn: 0,
+            slots,
         }
+    }
+
+    /// Empties the shard, keeping its place in the slot counts.
+    fn clear(&mut self) {
+        if let Some(slots) = &self.slots {
+            for (_, e) in self.entries.iter() {
+                slots.sub(&e.key);
+            }
+        }
+        *self = ShardData::new(self.slots.take());
     }
 
     fn find(&self, key: &[u8], h: KeyHash) -> Option<usize> {
@@ -194,6 +207,9 @@ impl ShardData {
                     access: AtomicU32::new((now / 1000) as u32),
                 };
                 self.mem += entry.mem();
+                if let Some(slots) = &self.slots {
+                    slots.add(key);
+                }
                 let idx = self.entries.insert(entry);
                 assert!(idx < u32::MAX as usize, "shard holds 2^32 keys");
                 self.table.insert_unique(
@@ -219,6 +235,9 @@ impl ShardData {
         }
         let e = self.entries.remove(idx);
         self.mem -= e.mem();
+        if let Some(slots) = &self.slots {
+            slots.sub(&e.key);
+        }
         e
     }
 
@@ -270,7 +289,7 @@ impl ShardData {
                     self.set_deadline(idx, at);
                 }
             }
-            Effect::FlushAll => *self = ShardData::new(),
+            Effect::FlushAll => self.clear(),
             // Markers for recovery; nothing to apply.
             Effect::TxBegin | Effect::TxCommit => {}
             // lists and hashes
@@ -373,6 +392,37 @@ fn empty_zset() -> Value {
     Value::ZSet(Box::default())
 }
 
+/// Keys per cluster slot. Changed under the write lock of the key's shard, read without
+/// locks (COUNTKEYSINSLOT, DBSIZE): a reader sees each count as of some recent moment.
+struct SlotCounts {
+    slot_of: fn(&[u8]) -> u16,
+    counts: Box<[AtomicU64]>,
+}
+
+impl SlotCounts {
+    fn counter(&self, key: &[u8]) -> Option<&AtomicU64> {
+        self.counts.get((self.slot_of)(key) as usize)
+    }
+
+    fn add(&self, key: &[u8]) {
+        if let Some(c) = self.counter(key) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn sub(&self, key: &[u8]) {
+        if let Some(c) = self.counter(key) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn zero(&self) {
+        for c in self.counts.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 #[repr(align(128))] // one shard per cache-line pair: no false sharing between locks
 struct Shard {
     data: RwLock<ShardData>,
@@ -415,6 +465,8 @@ pub struct Store {
     seed: u64,
     hasher: foldhash::fast::FixedState,
     journal: OnceLock<Box<dyn Journal>>,
+    /// Keys per cluster slot, once [`Store::count_keys_per_slot`] turned counting on.
+    slot_counts: OnceLock<Arc<SlotCounts>>,
     expired: std::sync::atomic::AtomicU64,
     /// WATCH registrations, raised by every write through [`Store::journal`].
     pub(crate) watchers: Watchers,
@@ -440,13 +492,14 @@ impl Store {
         Store {
             shards: (0..shards)
                 .map(|_| Shard {
-                    data: RwLock::new(ShardData::new()),
+                    data: RwLock::new(ShardData::new(None)),
                 })
                 .collect(),
             mask: shards - 1,
             seed,
             hasher: foldhash::fast::FixedState::with_seed(seed),
             journal: OnceLock::new(),
+            slot_counts: OnceLock::new(),
             expired: Default::default(),
             watchers: Watchers::new(shards),
         }
@@ -578,14 +631,20 @@ impl Store {
     pub fn flush_all(&self) -> Result<Flushed, WriteError> {
         let mut guards: Vec<_> = self.shards.iter().map(|s| s.data.write()).collect();
         let lsn = self.journal().append(&[Effect::FlushAll])?;
+        let slots = self.slot_counts.get();
         let old = guards
             .iter_mut()
             .map(|g| {
-                let old = std::mem::replace(&mut **g, ShardData::new());
+                let old = std::mem::replace(&mut **g, ShardData::new(slots.cloned()));
                 g.last_lsn = lsn;
                 old
             })
             .collect();
+        // Every shard is locked and now empty: every count is zero (counting the old
+        // contents key by key would cost what FLUSHALL ASYNC avoids).
+        if let Some(slots) = slots {
+            slots.zero();
+        }
         observe(lsn);
         Ok(Flushed(old))
     }
@@ -620,6 +679,37 @@ impl Store {
         let lsn = self.journal().append(&[marker])?;
         observe(lsn);
         Ok(lsn)
+    }
+
+    /// Turns on per-slot key counts (cluster mode): from now on every key inserted or
+    /// removed updates the count of its slot, `slot_of(key)` (below `slots`). Keys
+    /// already present are counted now, each shard under its write lock. Called once, at
+    /// start-up; later calls change nothing.
+    pub fn count_keys_per_slot(&self, slots: usize, slot_of: fn(&[u8]) -> u16) {
+        let counts = Arc::new(SlotCounts {
+            slot_of,
+            counts: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        });
+        if self.slot_counts.set(counts.clone()).is_err() {
+            return;
+        }
+        for s in self.shards.iter() {
+            let mut g = s.data.write();
+            for (_, e) in g.entries.iter() {
+                counts.add(&e.key);
+            }
+            g.slots = Some(counts.clone());
+        }
+    }
+
+    /// Keys in `slot` (including expired keys not yet removed, as DBSIZE counts them);
+    /// `None` unless [`Store::count_keys_per_slot`] turned counting on.
+    pub fn keys_in_slot(&self, slot: u16) -> Option<u64> {
+        let counts = self.slot_counts.get()?;
+        counts
+            .counts
+            .get(slot as usize)
+            .map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Key and memory counts, summed over shards (each read-locked in turn).
@@ -708,6 +798,17 @@ impl Store {
 
     /// A random live key, `None` when there is none. `seed` drives the choice.
     pub fn random_key(&self, now: u64, seed: u64) -> Option<Vec<u8>> {
+        self.random_key_where(now, seed, |_| true)
+    }
+
+    /// A random live key for which `wanted` is true (a cluster node picks among the keys
+    /// of the slots it serves), `None` when there is none.
+    pub fn random_key_where(
+        &self,
+        now: u64,
+        seed: u64,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
         let mut rng = XorShift::new(seed);
         let n = self.shards.len();
         let start = rng.below(n);
@@ -726,11 +827,16 @@ impl Store {
             for _ in 0..64 {
                 if let Some(e) = g.entries.get(rng.below(cap))
                     && e.is_live(now)
+                    && wanted(&e.key)
                 {
                     return Some(e.key.to_vec());
                 }
             }
-            if let Some((_, e)) = g.entries.iter().find(|(_, e)| e.is_live(now)) {
+            if let Some((_, e)) = g
+                .entries
+                .iter()
+                .find(|(_, e)| e.is_live(now) && wanted(&e.key))
+            {
                 return Some(e.key.to_vec());
             }
         }
@@ -1482,6 +1588,82 @@ mod tests {
         assert_eq!(shard.get(b"k", h, 5000).unwrap().idle_secs(5000), 0);
         assert!(shard.peek(b"k", h, 60_000).is_none());
         assert!(shard.peek(b"nope", st.hash(b"nope"), 0).is_none());
+    }
+
+    /// A stand-in for the cluster's slot function: the first byte.
+    fn first_byte(key: &[u8]) -> u16 {
+        key.first().map_or(0, |&b| b as u16)
+    }
+
+    #[test]
+    fn slot_counts_follow_inserts_removals_and_flushes() {
+        let st = Store::new(4);
+        let put = |key: &[u8]| {
+            let h = st.hash(key);
+            st.write(h).put_str(key, h, b"v", Expiry::None, 0).unwrap();
+        };
+        put(b"a1");
+        assert_eq!(st.keys_in_slot(b'a' as u16), None, "off until turned on");
+        st.count_keys_per_slot(256, first_byte);
+        assert_eq!(
+            st.keys_in_slot(b'a' as u16),
+            Some(1),
+            "existing keys counted"
+        );
+        put(b"a2");
+        put(b"a2"); // an overwrite is not a new key
+        put(b"b1");
+        assert_eq!(st.keys_in_slot(b'a' as u16), Some(2));
+        assert_eq!(st.keys_in_slot(b'b' as u16), Some(1));
+        let h = st.hash(b"a1");
+        st.write(h).remove(b"a1", h, 0).unwrap();
+        assert_eq!(st.keys_in_slot(b'a' as u16), Some(1));
+        // Collections deleted when emptied, renames, expiry: all through the same paths.
+        let (hs, hd) = (st.hash(b"a2"), st.hash(b"c9"));
+        st.write_many([hs, hd])
+            .rename(b"a2", hs, b"c9", hd, 0)
+            .unwrap();
+        assert_eq!(st.keys_in_slot(b'a' as u16), Some(0));
+        assert_eq!(st.keys_in_slot(b'c' as u16), Some(1));
+        let hx = st.hash(b"x");
+        st.write(hx)
+            .put_str(b"x", hx, b"v", Expiry::At(10), 0)
+            .unwrap();
+        assert_eq!(st.keys_in_slot(b'x' as u16), Some(1));
+        for round in 0..10 {
+            st.active_expire(0..4, 20, 16, round);
+        }
+        assert_eq!(st.keys_in_slot(b'x' as u16), Some(0));
+        // Replayed FLUSHALL (shard by shard) and FLUSHALL itself.
+        st.apply_logged(&[Effect::FlushAll], 1, 0);
+        assert_eq!(st.keys_in_slot(b'b' as u16), Some(0));
+        put(b"b2");
+        assert_eq!(st.keys_in_slot(b'b' as u16), Some(1));
+        drop(st.flush_all().unwrap());
+        assert_eq!(st.keys_in_slot(b'b' as u16), Some(0));
+        put(b"b3");
+        assert_eq!(
+            st.keys_in_slot(b'b' as u16),
+            Some(1),
+            "still counting after a flush"
+        );
+    }
+
+    #[test]
+    fn random_key_where_picks_only_wanted_keys() {
+        let st = Store::new(4);
+        for i in 0..200 {
+            let key = format!("k{i}");
+            let h = st.hash(key.as_bytes());
+            st.write(h)
+                .put_str(key.as_bytes(), h, b"v", Expiry::None, 0)
+                .unwrap();
+        }
+        for seed in 0..50 {
+            let k = st.random_key_where(0, seed, |k| k == b"k7").unwrap();
+            assert_eq!(k, b"k7");
+        }
+        assert_eq!(st.random_key_where(0, 1, |_| false), None);
     }
 
     #[test]

@@ -168,10 +168,305 @@ pub struct Options {
     #[arg(long)]
     pub loglevel: Option<String>,
 
+    /// Run as a cluster node with this name (cluster mode is on when given); its ring
+    /// positions and its 40-hex node id derive from the name
+    #[arg(long)]
+    pub node: Option<String>,
+
+    /// The other cluster nodes: name:host:port (client port; the bus port is port + 10000)
+    /// or name:host:port:busport, separated by commas. IPv6 hosts in brackets
+    #[arg(long)]
+    pub peers: Option<Peers>,
+
+    /// This node's cluster bus port [default: --port + 10000]
+    #[arg(long)]
+    pub cluster_port: Option<u16>,
+
+    /// Copies of each slot beyond its primary, on the next nodes of the ring
+    /// [default: 1]
+    #[arg(long)]
+    pub replicas: Option<usize>,
+
+    /// Copies (primary included) a write needs before it is acknowledged, between 1 and
+    /// replicas + 1 [default: 2 when a slot has a replica, else 1]
+    #[arg(long)]
+    pub write_quorum: Option<usize>,
+
+    /// Answer -MOVED for keys of other nodes instead of forwarding the command
+    /// [default: no]
+    #[arg(long, num_args = 0..=1, default_missing_value = "yes")]
+    pub cluster_redirect: Option<YesNo>,
+
+    /// Shared secret the cluster nodes authenticate each other with
+    #[arg(long)]
+    pub cluster_secret: Option<String>,
+
     /// Read settings from this TOML file (same names as the flags; flags win)
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+}
+
+/// The `--peers` list as written: a comma-separated string (a flag or TOML), or a TOML
+/// array of `name:host:port[:busport]` strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peers(pub Vec<String>);
+
+impl FromStr for Peers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Peers(
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Peers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::List(l) => Ok(Peers(l)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Cluster mode's settings, checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This node: its name, the host it is reached at (the first bind address that is
+    /// not a wildcard), its client and bus ports.
+    pub myself: dse_cluster::NodeSpec,
+    /// Every bind address is a wildcard: `myself.host` is only a placeholder, and a
+    /// client is told the address its own connection reached.
+    pub host_is_wildcard: bool,
+    /// The other members, as `--peers` lists them.
+    pub peers: Vec<dse_cluster::NodeSpec>,
+    pub replicas: usize,
+    pub write_quorum: usize,
+    /// Answer -MOVED instead of forwarding.
+    pub redirect: bool,
+    pub secret: Option<String>,
+}
+
+// By hand, so that printing the configuration never prints the secret.
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("myself", &self.myself)
+            .field("host_is_wildcard", &self.host_is_wildcard)
+            .field("peers", &self.peers)
+            .field("replicas", &self.replicas)
+            .field("write_quorum", &self.write_quorum)
+            .field("redirect", &self.redirect)
+            .field("secret", &self.secret.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// Most nodes a cluster can have (node indices are `u16` in the slot map).
+pub const MAX_NODES: usize = 1000;
+
+/// A node name must survive `--peers` (no `:` or `,`) and log lines (no spaces).
+fn check_node_name(name: &str, what: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!("{what}: a node name must have 1 to 128 characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, ':' | ',' | '[' | ']') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{what}: node name '{name}' contains '{}'; use letters, digits, '-', '_' or '.'",
+            c.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// One `--peers` entry: `name:host:port` or `name:host:port:busport`; the host may be
+/// an IPv6 address in brackets (`b:[::1]:7001`).
+fn parse_peer(text: &str) -> Result<dse_cluster::NodeSpec, String> {
+    let bad = |why: &str| {
+        format!("--peers: '{text}' {why} (expected name:host:port or name:host:port:busport)")
+    };
+    let (name, rest) = text.split_once(':').ok_or_else(|| bad("has no host"))?;
+    check_node_name(name, "--peers")?;
+    let (host, rest) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, rest) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("has no closing ']'"))?;
+        let rest = rest.strip_prefix(':').ok_or_else(|| bad("has no port"))?;
+        (host, rest)
+    } else {
+        rest.split_once(':').ok_or_else(|| bad("has no port"))?
+    };
+    if host.is_empty() {
+        return Err(bad("has an empty host"));
+    }
+    let mut ports = rest.split(':');
+    let port_of = |p: Option<&str>| -> Result<Option<u16>, String> {
+        match p {
+            None => Ok(None),
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(bad(&format!("has an invalid port '{p}'"))),
+            },
+        }
+    };
+    let port = port_of(ports.next())?.ok_or_else(|| bad("has no port"))?;
+    let bus_port = match port_of(ports.next())? {
+        Some(b) => b,
+        None => default_bus_port(port).ok_or_else(|| {
+            bad(&format!(
+                "needs its bus port written out: {port} + 10000 is past 65535"
+            ))
+        })?,
+    };
+    if ports.next().is_some() {
+        return Err(bad("has too many fields"));
+    }
+    Ok(dse_cluster::NodeSpec {
+        name: name.to_string(),
+        host: host.to_string(),
+        port,
+        bus_port,
+    })
+}
+
+/// A node's bus port when not given: its client port + 10000, as in Redis Cluster.
+fn default_bus_port(port: u16) -> Option<u16> {
+    port.checked_add(10000)
+}
+
+impl Options {
+    /// Cluster mode's settings from the flags (`cli`) and file (`file`), checked; `None`
+    /// when `--node` is not given (and then no other cluster flag may be).
+    fn cluster(
+        cli: &Options,
+        file: &Options,
+        port: u16,
+        bind: &[String],
+    ) -> Result<Option<ClusterConfig>, String> {
+        macro_rules! pick {
+            ($f:ident) => {
+                cli.$f.clone().or(file.$f.clone())
+            };
+        }
+        let Some(name) = pick!(node) else {
+            let stray = [
+                ("--peers", pick!(peers).is_some()),
+                ("--cluster-port", pick!(cluster_port).is_some()),
+                ("--replicas", pick!(replicas).is_some()),
+                ("--write-quorum", pick!(write_quorum).is_some()),
+                ("--cluster-redirect", pick!(cluster_redirect).is_some()),
+                ("--cluster-secret", pick!(cluster_secret).is_some()),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} needs --node (cluster mode)"));
+            }
+            return Ok(None);
+        };
+        check_node_name(&name, "--node")?;
+        if port == 0 {
+            return Err("--node needs a fixed --port: the peers must know it".into());
+        }
+        let bus_port = match pick!(cluster_port) {
+            Some(0) => return Err("--cluster-port must be between 1 and 65535".into()),
+            Some(p) => p,
+            None => default_bus_port(port).ok_or_else(|| {
+                format!(
+                    "--cluster-port defaults to --port + 10000, past 65535 for port {port}; give it"
+                )
+            })?,
+        };
+        if bus_port == port {
+            return Err(format!("--cluster-port {bus_port} is the client port"));
+        }
+        let unwild = |b: &&String| {
+            !matches!(
+                b.trim_start_matches('-'),
+                "*" | "0.0.0.0" | "::*" | "::" | "[::]"
+            )
+        };
+        let host = bind.iter().find(unwild);
+        let myself = dse_cluster::NodeSpec {
+            name: name.clone(),
+            host: host
+                .map_or("127.0.0.1", |h| h.trim_start_matches('-'))
+                .to_string(),
+            port,
+            bus_port,
+        };
+        let mut peers = Vec::new();
+        for text in pick!(peers).unwrap_or_default().0 {
+            let peer = parse_peer(&text)?;
+            if peer.name == name {
+                return Err(format!(
+                    "--peers lists this node's own name '{name}'; list only the others"
+                ));
+            }
+            if peers
+                .iter()
+                .any(|p: &dse_cluster::NodeSpec| p.name == peer.name)
+            {
+                return Err(format!("--peers names '{}' twice", peer.name));
+            }
+            let same_place = |n: &dse_cluster::NodeSpec| n.host == peer.host && n.port == peer.port;
+            if same_place(&myself) || peers.iter().any(same_place) {
+                return Err(format!(
+                    "--peers: {}:{} is given to two nodes",
+                    peer.host, peer.port
+                ));
+            }
+            peers.push(peer);
+        }
+        if peers.len() + 1 > MAX_NODES {
+            return Err(format!("a cluster has at most {MAX_NODES} nodes"));
+        }
+        let replicas = pick!(replicas).unwrap_or(1);
+        if replicas > dse_cluster::ring::MAX_REPLICAS {
+            return Err(format!(
+                "--replicas must be between 0 and {}, got {replicas}",
+                dse_cluster::ring::MAX_REPLICAS
+            ));
+        }
+        // A slot has as many copies as there are nodes to hold them, at most.
+        let copies = replicas.min(peers.len()) + 1;
+        // Two copies by default when there is a replica to hold the second.
+        let write_quorum = pick!(write_quorum).unwrap_or(copies.min(2));
+        if write_quorum < 1 || write_quorum > replicas + 1 {
+            return Err(format!(
+                "--write-quorum must be between 1 and --replicas + 1 ({}), got {write_quorum}",
+                replicas + 1
+            ));
+        }
+        if write_quorum > copies {
+            return Err(format!(
+                "--write-quorum {write_quorum} needs {write_quorum} copies of each slot, but \
+                 {} node(s) keep only {copies}: add peers or lower --write-quorum",
+                peers.len() + 1
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            myself,
+            host_is_wildcard: host.is_none(),
+            peers,
+            replicas,
+            write_quorum,
+            redirect: pick!(cluster_redirect).is_some_and(|y| y.0),
+            secret: pick!(cluster_secret).filter(|s| !s.is_empty()),
+        }))
+    }
 }
 
 /// Why the configuration could not be loaded.
@@ -209,6 +504,8 @@ pub struct Config {
     pub snapshot_interval: u64,
     pub wal_recovery: dse_persist::RecoveryMode,
     pub wal_segment_size: u64,
+    /// Cluster mode (`--node`); `None` for a standalone server.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -274,6 +571,7 @@ impl Config {
                 })?
             },
             wal_segment_size: pick!(wal_segment_size, ByteSize(64 << 20)).0,
+            cluster: None,
         };
         if !cfg.shards.is_power_of_two() || cfg.shards > dse_engine::MAX_SHARDS {
             return Err(format!(
@@ -303,7 +601,8 @@ impl Config {
                 cfg.loglevel
             ));
         }
-        Ok(cfg)
+        let cluster = Options::cluster(&cli, &file, cfg.port, &cfg.bind)?;
+        Ok(Config { cluster, ..cfg })
     }
 }
 
@@ -340,6 +639,99 @@ mod tests {
         std::fs::write(&file, "prot = 1\n").unwrap();
         assert!(Config::load(["dse-server", "--config", file.to_str().unwrap()]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cluster_flags_and_file() {
+        let cfg = Config::load(["dse-server"]).unwrap();
+        assert!(cfg.cluster.is_none());
+        let cfg = Config::load([
+            "dse-server",
+            "--port",
+            "7001",
+            "--node",
+            "a",
+            "--peers",
+            "b:10.0.0.2:7002, c:[::1]:7003:9000",
+            "--cluster-redirect",
+        ])
+        .unwrap();
+        let c = cfg.cluster.unwrap();
+        assert_eq!(c.myself.name, "a");
+        assert_eq!(c.myself.host, "127.0.0.1");
+        assert_eq!((c.myself.port, c.myself.bus_port), (7001, 17001));
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.peers[0].host, "10.0.0.2");
+        assert_eq!((c.peers[0].port, c.peers[0].bus_port), (7002, 17002));
+        assert_eq!(c.peers[1].host, "::1");
+        assert_eq!((c.peers[1].port, c.peers[1].bus_port), (7003, 9000));
+        assert_eq!((c.replicas, c.write_quorum), (1, 2));
+        assert!(c.redirect);
+        assert!(!c.host_is_wildcard);
+
+        let dir = std::env::temp_dir().join(format!("dse-config-cl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("dse.toml");
+        std::fs::write(
+            &file,
+            "port = 7001\nbind = \"0.0.0.0\"\nnode = \"a\"\n\
+             peers = [\"b:h2:7002\", \"c:h3:7003\"]\nreplicas = 2\nwrite-quorum = 3\n\
+             cluster-port = 8001\ncluster-redirect = true\ncluster-secret = \"s3\"\n",
+        )
+        .unwrap();
+        let c = Config::load(["dse-server", "--config", file.to_str().unwrap()])
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.peers.len(), 3 - 1);
+        assert_eq!((c.replicas, c.write_quorum), (2, 3));
+        assert_eq!(c.myself.bus_port, 8001);
+        assert!(c.redirect && c.host_is_wildcard);
+        assert_eq!(c.secret.as_deref(), Some("s3"));
+        assert!(
+            !format!("{c:?}").contains("s3"),
+            "the secret stays out of logs"
+        );
+        // Flags win over the file.
+        let c = Config::load([
+            "dse-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--cluster-redirect",
+            "no",
+            "--write-quorum",
+            "1",
+        ])
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert!(!c.redirect);
+        assert_eq!(c.write_quorum, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A lone node keeps one copy: the default quorum is 1.
+        let c = Config::load(["dse-server", "--port", "7001", "--node", "a"])
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.write_quorum, 1);
+        for bad in [
+            &["--peers", "b:h:1:2:3"][..],
+            &["--peers", "b:[::1:7002"],
+            &["--peers", "b::7002"],
+            &["--peers", "b:h:0"],
+            &["--peers", "b:127.0.0.1:7001"],
+            &["--peers", "b:h:7002,c:h:7002"],
+            &["--cluster-port", "7001"],
+            &["--node", "x,y"],
+        ] {
+            let mut args = vec!["dse-server", "--port", "7001", "--node", "a"];
+            if bad[0] == "--node" {
+                args.truncate(3);
+            }
+            args.extend(bad);
+            assert!(Config::load(args.clone()).is_err(), "{args:?}");
+        }
     }
 
     #[test]

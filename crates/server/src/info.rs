@@ -413,9 +413,9 @@ fn errorstats(srv: &Server, out: &mut String) {
     }
 }
 
-fn cluster(_srv: &Server, out: &mut String) {
+fn cluster(srv: &Server, out: &mut String) {
     out.push_str("# Cluster\r\n");
-    field(out, "cluster_enabled", 0);
+    field(out, "cluster_enabled", srv.cluster.is_some() as u8);
 }
 
 /// Keys looked at per shard to estimate `avg_ttl` (Redis samples too).

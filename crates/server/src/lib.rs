@@ -6,9 +6,11 @@
 //!   event loop that read them.
 //! - [`server`]: state shared by all loops (store, settings, statistics, clients).
 //! - [`config`]: flags, TOML file and defaults.
+//! - [`cluster`]: cluster mode: the node's view of the cluster and command routing.
 
 pub mod args;
 pub mod clients;
+pub mod cluster;
 pub mod cmd;
 pub mod command;
 pub mod config;

@@ -11,6 +11,7 @@ use dse_persist::Persistence;
 use parking_lot::{Condvar, Mutex};
 
 use crate::clients::Clients;
+use crate::cluster::ClusterState;
 use crate::cmd::transactions::Exclusion;
 use crate::command::CommandTable;
 use crate::config::Config;
@@ -170,6 +171,9 @@ pub struct Server {
     /// loop writes the log once for all of them. Touched only by the loop's own thread.
     pub turn: Box<[Mutex<Vec<ConnRef>>]>,
     pub table: CommandTable,
+    /// Cluster mode's state (`--node`); `None` for a standalone server, which then pays
+    /// nothing for routing.
+    pub cluster: Option<ClusterState>,
     /// The per-loop gates that make EXEC atomic.
     pub tx: Exclusion,
     pub runtime: Runtime,
@@ -195,6 +199,11 @@ impl Server {
     ) -> Server {
         let table = CommandTable::new(crate::cmd::FAMILIES);
         let tx = Exclusion::new(config.threads, &table);
+        let cluster = config.cluster.clone().map(|c| {
+            // DBSIZE and COUNTKEYSINSLOT read per-slot counts rather than walk the keys.
+            store.count_keys_per_slot(dse_cluster::SLOTS, dse_cluster::key_slot);
+            ClusterState::new(c, &table)
+        });
         let stats = Stats {
             loops: (0..config.threads)
                 .map(|_| LoopStats::new(table.len()))
@@ -240,6 +249,7 @@ impl Server {
                 replid: random_hex(40),
             },
             table,
+            cluster,
             tx,
             stats,
             clients: Clients::default(),

@@ -13,6 +13,7 @@ use dse_net::{ConnMut, ConnRef};
 use parking_lot::RwLockReadGuard;
 
 use crate::clients::ClientMeta;
+use crate::cluster::{ClusterState, Route};
 use crate::cmd::transactions;
 use crate::command::Ctx;
 use crate::server::{Msg, Server, bump, unix_ms};
@@ -49,6 +50,11 @@ impl Service {
                 return;
             }
         };
+        if let Some(cluster) = &srv.cluster
+            && !runs_here(srv, cluster, loop_index, session, reply, idx, &args)
+        {
+            return;
+        }
         if session.tx.in_multi() && transactions::queue(srv, loop_index, session, reply, idx, &args)
         {
             session.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
@@ -72,6 +78,66 @@ impl Service {
             dispatch(&mut ctx, args, &mut batch.clock);
         }
     }
+}
+
+/// Cluster mode: whether command `idx` runs on this node. When it does not, the client
+/// has been answered (-MOVED, -CROSSSLOT), as Redis does before running or queueing a
+/// command. EXEC is routed on the keys of its whole queue.
+#[inline]
+fn runs_here(
+    srv: &Server,
+    cluster: &ClusterState,
+    loop_index: usize,
+    session: &mut Session,
+    reply: &mut Reply<'_>,
+    idx: usize,
+    args: &Args<'_>,
+) -> bool {
+    let route = if cluster.is_exec(idx) {
+        cluster.route_transaction(&srv.table, session.tx.queued(), session.readonly)
+    } else {
+        cluster.route(srv.table.specs[idx], idx, args, session.readonly)
+    };
+    match route {
+        Route::Local => true,
+        refused => {
+            refuse(srv, cluster, loop_index, session, reply, idx, args, refused);
+            false
+        }
+    }
+}
+
+/// Answers a command that does not run here. Inside MULTI it dooms the transaction; a
+/// refused EXEC ends it, answering the redirect itself (not EXECABORT), as in Redis.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn refuse(
+    srv: &Server,
+    cluster: &ClusterState,
+    loop_index: usize,
+    session: &mut Session,
+    reply: &mut Reply<'_>,
+    idx: usize,
+    args: &Args<'_>,
+    route: Route,
+) {
+    let msg: std::borrow::Cow<'_, str> = match route {
+        Route::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
+        // Forwarding will run the command on `node` when not in redirect mode; until it
+        // exists, both modes redirect.
+        Route::Moved { slot, node } => cluster.moved_error(slot, node).into(),
+        Route::Local => return,
+    };
+    let msg = if cluster.is_exec(idx) {
+        session.tx.discard();
+        msg
+    } else {
+        transactions::rejected(srv, session, args, msg)
+    };
+    reply.error(&msg);
+    srv.stats.record_error(loop_index, &msg);
+    bump(&srv.stats.loops[loop_index].cmd[idx].rejected, 1);
 }
 
 /// EXEC closes every loop's gate, this loop's included: it runs with this loop's open.

@@ -38,6 +38,8 @@ pub struct Session {
     pub close_when_released: bool,
     /// MULTI queue and WATCHed keys (dropping it unwatches them).
     pub tx: Transaction,
+    /// READONLY (cluster mode): reads may run on slots this node holds a replica of.
+    pub readonly: bool,
 }
 
 impl Session {
@@ -53,6 +55,7 @@ impl Session {
             log_waiting: false,
             close_when_released: false,
             tx: Transaction::default(),
+            readonly: false,
         }
     }
 
@@ -63,6 +66,7 @@ impl Session {
     /// Back to a fresh connection's state, as RESET does.
     pub fn reset(&mut self) {
         self.tx.discard();
+        self.readonly = false;
         self.resp = Resp::V2;
         self.meta
             .resp

@@ -168,6 +168,11 @@ fn hello(ctx: &mut Ctx, a: Args) -> CmdResult {
 /// `SELECT index`: only database 0 exists (`databases` is 1).
 fn select(ctx: &mut Ctx, a: Args) -> CmdResult {
     let idx = args::int(&a[1])?;
+    if idx != 0 && ctx.srv.cluster.is_some() {
+        return Err(CmdError::Static(
+            "ERR SELECT is not allowed in cluster mode",
+        ));
+    }
     if idx != 0 {
         return Err(CmdError::Static("ERR DB index is out of range"));
     }

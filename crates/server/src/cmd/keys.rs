@@ -536,6 +536,8 @@ fn keys(ctx: &mut Ctx, a: Args) -> CmdResult {
     let pattern = &a[1];
     let match_all = pattern == b"*";
     let store = &ctx.srv.store;
+    // A cluster node lists the keys of the slots it is primary for, not its copies.
+    let cluster = ctx.srv.cluster.as_ref();
     // The count is known only at the end: the elements go to a side buffer first.
     let mut body = Vec::new();
     let mut items = Reply::new(&mut body, ctx.out.resp());
@@ -543,7 +545,9 @@ fn keys(ctx: &mut Ctx, a: Args) -> CmdResult {
     for i in 0..store.shard_count() {
         let shard = store.read_shard(i);
         for e in shard.iter(ctx.now) {
-            if match_all || glob_match(pattern, e.key(), false) {
+            if (match_all || glob_match(pattern, e.key(), false))
+                && cluster.is_none_or(|c| c.serves(e.key()))
+            {
                 items.bulk(e.key());
                 n += 1;
             }
@@ -588,9 +592,11 @@ fn scan(ctx: &mut Ctx, a: Args) -> CmdResult {
     let mut body = Vec::new();
     let mut items = Reply::new(&mut body, ctx.out.resp());
     let mut n = 0;
+    let cluster = ctx.srv.cluster.as_ref();
     let next = ctx.srv.store.scan(cursor, count, ctx.now, |e: &Entry| {
         let wanted = pattern.is_none_or(|p| glob_match(p, e.key(), false))
-            && type_name.is_none_or(|t| t.eq_ignore_ascii_case(e.value().type_name().as_bytes()));
+            && type_name.is_none_or(|t| t.eq_ignore_ascii_case(e.value().type_name().as_bytes()))
+            && cluster.is_none_or(|c| c.serves(e.key()));
         if wanted {
             items.bulk(e.key());
             n += 1;
@@ -631,7 +637,12 @@ pub(crate) fn parse_cursor(text: &[u8]) -> Option<u64> {
 
 /// `RANDOMKEY` → a random key, or nil when the keyspace is empty.
 fn randomkey(ctx: &mut Ctx, _a: Args) -> CmdResult {
-    match ctx.srv.store.random_key(ctx.now, rand::random()) {
+    let store = &ctx.srv.store;
+    let key = match &ctx.srv.cluster {
+        Some(c) => store.random_key_where(ctx.now, rand::random(), |k| c.serves(k)),
+        None => store.random_key(ctx.now, rand::random()),
+    };
+    match key {
         Some(key) => ctx.out.bulk(&key),
         None => ctx.out.null(),
     }

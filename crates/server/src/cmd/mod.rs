@@ -4,6 +4,7 @@
 use crate::command::CommandSpec;
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hashes;
@@ -32,4 +33,5 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     sets::COMMANDS,
     zsets::COMMANDS,
     transactions::COMMANDS,
+    cluster::COMMANDS,
 ];

@@ -97,9 +97,16 @@ fn info(ctx: &mut Ctx, a: Args) -> CmdResult {
     Ok(())
 }
 
-/// `DBSIZE` → the number of keys (including expired keys not yet removed).
+/// `DBSIZE` → the number of keys (including expired keys not yet removed); on a cluster
+/// node, of the slots it is primary for.
 fn dbsize(ctx: &mut Ctx, _a: Args) -> CmdResult {
-    ctx.out.int(ctx.srv.store.len() as i64);
+    let store = &ctx.srv.store;
+    // A cluster node counts the keys of the slots it is primary for, not its copies.
+    let n = match &ctx.srv.cluster {
+        Some(c) => c.primary_key_count(store),
+        None => store.len() as u64,
+    };
+    ctx.out.int(n as i64);
     Ok(())
 }
 
@@ -150,6 +157,11 @@ fn flushall(ctx: &mut Ctx, a: Args) -> CmdResult {
 /// `SWAPDB index1 index2` → OK for `0 0`; with `databases 1` any other index is out of
 /// range, as Redis answers.
 fn swapdb(ctx: &mut Ctx, a: Args) -> CmdResult {
+    if ctx.srv.cluster.is_some() {
+        return Err(CmdError::Static(
+            "ERR SWAPDB is not allowed in cluster mode",
+        ));
+    }
     let db_index = |arg: &[u8], which: &'static str| {
         args::int(arg)
             .ok()

@@ -166,6 +166,15 @@ impl Transaction {
         self.running
     }
 
+    /// The queued commands, in order: table index and arguments (none outside MULTI).
+    pub fn queued(&self) -> impl Iterator<Item = (usize, Args<'_>)> {
+        self.queue.iter().flat_map(|q| {
+            q.commands
+                .iter()
+                .map(|(idx, r)| (*idx, Args::from_parts(&q.bytes, &q.ranges[r.clone()])))
+        })
+    }
+
     /// Forgets the queue and the watched keys (DISCARD, RESET, a rejected EXEC).
     pub fn discard(&mut self) {
         self.queue = None;
