@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod config;
 mod connection;
+mod forwarding;
 mod hashes;
 mod introspection;
 mod keys;

@@ -32,6 +32,20 @@ pub enum Route {
     CrossSlot,
 }
 
+/// A split command's keys: per node, the argument positions of the keys it serves.
+pub type SplitGroups = Vec<(u16, Vec<usize>)>;
+
+/// How the replies of a split command's parts make its reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gather {
+    /// MGET: each part an array of values; the reply puts them back in key order.
+    Values,
+    /// DEL, UNLINK, EXISTS, TOUCH: each part an integer; the reply is their sum.
+    Sum,
+    /// MSET: each part +OK; the reply is +OK, or the first error.
+    AllOk,
+}
+
 /// What this node is for one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -306,6 +320,37 @@ impl ClusterState {
             }
         }
         Ok(())
+    }
+
+    /// For a multi-key command that may be split across nodes (MGET, MSET, DEL, UNLINK,
+    /// EXISTS, TOUCH; not atomic across slots, as documented), the keys' argument
+    /// positions grouped by the node serving their slot, in the keys' order.
+    pub fn split_plan(&self, name: &str, args: &Args<'_>) -> Option<(Gather, SplitGroups)> {
+        let (kind, step) = match name {
+            "mget" => (Gather::Values, 1),
+            "mset" => (Gather::AllOk, 2),
+            "del" | "unlink" | "exists" | "touch" => (Gather::Sum, 1),
+            _ => return None,
+        };
+        if args.len() < 2 || (step == 2 && args.len().is_multiple_of(2)) {
+            return None; // the command's own arity error, raised where it runs
+        }
+        let mut groups: SplitGroups = Vec::new();
+        for pos in (1..args.len()).step_by(step) {
+            let node = self.topology.ring.primary(key_slot(&args[pos]));
+            match groups.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, v)) => v.push(pos),
+                None => groups.push((node, vec![pos])),
+            }
+        }
+        Some((kind, groups))
+    }
+
+    /// Whether this node is the primary of every key's slot (a split part forwarded here
+    /// may hold keys of several of its slots).
+    pub fn all_primary_here(&self, spec: &CommandSpec, args: &Args<'_>) -> bool {
+        spec.key_positions(args.len())
+            .all(|p| self.topology.role(key_slot(&args[p])) == SlotRole::Primary)
     }
 
     /// The `-MOVED` error for a redirect to `node`.

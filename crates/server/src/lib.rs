@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod command;
 pub mod config;
+pub mod forward;
 pub mod info;
 pub mod long_double;
 pub mod server;
@@ -115,6 +116,20 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         let l = dse_net::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         port = l.local_addr().map(|a| a.port()).unwrap_or(port);
         listeners.push(dse_net::Listener::client(l));
+    }
+    if let Some(cluster) = &config.cluster {
+        // The cluster bus: other nodes' forwards and replication, on its own port.
+        let bus_port = cluster.myself.bus_port;
+        for mut addr in listen_addrs(&config.bind, bus_port)? {
+            addr.set_port(bus_port);
+            let l = dse_net::bind(addr)
+                .map_err(|e| format!("cannot listen on {addr} (cluster bus): {e}"))?;
+            listeners.push(dse_net::Listener {
+                socket: l,
+                kind: service::BUS_LISTENER,
+                counts_as_client: false,
+            });
+        }
     }
 
     let (persist, store) = open_persistence(&config)?;

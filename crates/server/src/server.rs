@@ -174,6 +174,12 @@ pub struct Server {
     /// Cluster mode's state (`--node`); `None` for a standalone server, which then pays
     /// nothing for routing.
     pub cluster: Option<ClusterState>,
+    /// Cluster mode: this node's links to the others, per event loop (forwarding).
+    pub forwarding: Option<crate::forward::Forwarding>,
+    /// Cluster mode: each node's bus address and the IP addresses it may connect from,
+    /// resolved once at start.
+    pub bus_addrs: Vec<Option<std::net::SocketAddr>>,
+    pub peer_ips: Vec<Vec<std::net::IpAddr>>,
     /// The per-loop gates that make EXEC atomic.
     pub tx: Exclusion,
     pub runtime: Runtime,
@@ -204,6 +210,41 @@ impl Server {
             store.count_keys_per_slot(dse_cluster::SLOTS, dse_cluster::key_slot);
             ClusterState::new(c, &table)
         });
+        let (forwarding, bus_addrs, peer_ips) = match &cluster {
+            Some(c) => {
+                let nodes = c.topology.ring.nodes();
+                let resolve = |n: &dse_cluster::NodeSpec, port: u16| -> Vec<std::net::SocketAddr> {
+                    use std::net::ToSocketAddrs;
+                    (n.host.as_str(), port)
+                        .to_socket_addrs()
+                        .map(|a| a.collect())
+                        .unwrap_or_default()
+                };
+                let bus_addrs = nodes
+                    .iter()
+                    .map(|n| resolve(n, n.bus_port).into_iter().next())
+                    .collect();
+                let peer_ips = nodes
+                    .iter()
+                    .map(|n| resolve(n, n.bus_port).iter().map(|a| a.ip()).collect())
+                    .collect();
+                let auth = match &c.config.secret {
+                    Some(secret) => dse_cluster::bus::Auth::secret(secret.as_bytes()),
+                    None => {
+                        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+                        dse_cluster::bus::Auth::listed(move |name| names.iter().any(|n| n == name))
+                    }
+                };
+                let fwd = crate::forward::Forwarding::new(
+                    config.threads,
+                    nodes.len(),
+                    c.config.myself.name.clone(),
+                    auth,
+                );
+                (Some(fwd), bus_addrs, peer_ips)
+            }
+            None => (None, Vec::new(), Vec::new()),
+        };
         let stats = Stats {
             loops: (0..config.threads)
                 .map(|_| LoopStats::new(table.len()))
@@ -212,6 +253,9 @@ impl Server {
             ops_samples: Mutex::new(Default::default()),
         };
         Server {
+            forwarding,
+            bus_addrs,
+            peer_ips,
             store,
             persist,
             turn: (0..config.threads)

@@ -12,10 +12,13 @@ use dse_engine::Lsn;
 use dse_net::{ConnMut, ConnRef};
 use parking_lot::RwLockReadGuard;
 
+use dse_cluster::bus::{Acceptor, Frame, OpenFrame};
+
 use crate::clients::ClientMeta;
 use crate::cluster::{ClusterState, Route};
 use crate::cmd::transactions;
 use crate::command::Ctx;
+use crate::forward::{BusConn, Forwarding, Side};
 use crate::server::{Msg, Server, bump, unix_ms};
 use crate::session::{Conn, Framing, Session};
 
@@ -50,10 +53,22 @@ impl Service {
                 return;
             }
         };
-        if let Some(cluster) = &srv.cluster
-            && !runs_here(srv, cluster, loop_index, session, reply, idx, &args)
-        {
-            return;
+        if let Some(cluster) = &srv.cluster {
+            match place(srv, cluster, loop_index, session, reply, idx, &args) {
+                Placement::Here => close_forward_batch(srv, loop_index, session),
+                Placement::Answered => {
+                    close_forward_batch(srv, loop_index, session);
+                    return;
+                }
+                Placement::Forward(node) => {
+                    forward(srv, loop_index, session, reply.len(), node, &args);
+                    return;
+                }
+                Placement::Split(kind, groups) => {
+                    self.split(batch, session, reply, idx, &args, kind, &groups);
+                    return;
+                }
+            }
         }
         if session.tx.in_multi() && transactions::queue(srv, loop_index, session, reply, idx, &args)
         {
@@ -80,11 +95,25 @@ impl Service {
     }
 }
 
-/// Cluster mode: whether command `idx` runs on this node. When it does not, the client
-/// has been answered (-MOVED, -CROSSSLOT), as Redis does before running or queueing a
-/// command. EXEC is routed on the keys of its whole queue.
+/// Where a command runs in cluster mode.
+enum Placement {
+    Here,
+    /// The client has been answered (-MOVED, -CROSSSLOT).
+    Answered,
+    /// Forwarded to this node (its reply will fill a place in the client's replies).
+    Forward(u16),
+    /// A multi-key command whose keys several nodes serve: run in parts, one per node,
+    /// and its reply gathered from theirs.
+    Split(crate::cluster::Gather, crate::cluster::SplitGroups),
+}
+
+/// Cluster mode: where command `idx` runs. A command for a slot another node serves is
+/// forwarded there, unless the node redirects (`--cluster-redirect`), the command is part
+/// of a transaction (which must go to the owner, as in Redis Cluster), or this is a bus
+/// session running a forward itself (never forwarded twice). EXEC is routed on the keys
+/// of its whole queue.
 #[inline]
-fn runs_here(
+fn place(
     srv: &Server,
     cluster: &ClusterState,
     loop_index: usize,
@@ -92,20 +121,79 @@ fn runs_here(
     reply: &mut Reply<'_>,
     idx: usize,
     args: &Args<'_>,
-) -> bool {
-    let route = if cluster.is_exec(idx) {
+) -> Placement {
+    let exec = cluster.is_exec(idx);
+    let route = if exec {
         cluster.route_transaction(&srv.table, session.tx.queued(), session.readonly)
     } else {
         cluster.route(srv.table.specs[idx], idx, args, session.readonly)
     };
+    let may_forward = !cluster.redirect()
+        && !exec
+        && !session.internal
+        && !session.tx.in_multi()
+        && srv.forwarding.is_some();
     match route {
-        Route::Local => true,
+        Route::Local => Placement::Here,
+        Route::Moved { node, .. } if may_forward => Placement::Forward(node),
+        // A part of a split command: several slots, all served here.
+        Route::CrossSlot
+            if session.internal && cluster.all_primary_here(srv.table.specs[idx], args) =>
+        {
+            Placement::Here
+        }
+        Route::CrossSlot if may_forward => {
+            match cluster.split_plan(srv.table.specs[idx].name, args) {
+                Some((kind, groups)) => Placement::Split(kind, groups),
+                None => {
+                    refuse(srv, cluster, loop_index, session, reply, idx, args, route);
+                    Placement::Answered
+                }
+            }
+        }
         refused => {
             refuse(srv, cluster, loop_index, session, reply, idx, args, refused);
-            false
+            Placement::Answered
         }
     }
 }
+
+/// Hands the request to this loop's link to `node` and keeps its reply's place.
+#[cold]
+#[inline(never)]
+fn forward(
+    srv: &Server,
+    loop_index: usize,
+    session: &mut Session,
+    at: usize,
+    node: u16,
+    args: &Args<'_>,
+) {
+    let Some(fwd) = &srv.forwarding else { return };
+    let resp = if session.resp == dse_proto::Resp::V3 {
+        3
+    } else {
+        2
+    };
+    if let Some(id) = fwd.stage(loop_index, session.conn, node, resp, args) {
+        session.remotes.push((at, id));
+    }
+    session.forwarding = true;
+}
+
+/// A reply produced here comes between forwards: the next forward starts a new frame.
+#[inline]
+fn close_forward_batch(srv: &Server, loop_index: usize, session: &mut Session) {
+    if session.forwarding {
+        session.forwarding = false;
+        if let Some(fwd) = &srv.forwarding {
+            fwd.close_batch(loop_index);
+        }
+    }
+}
+
+/// Listener kind of the cluster bus port.
+pub const BUS_LISTENER: u8 = 1;
 
 /// Answers a command that does not run here. Inside MULTI it dooms the transaction; a
 /// refused EXEC ends it, answering the redirect itself (not EXECABORT), as in Redis.
@@ -204,11 +292,20 @@ impl Service {
         batch_start: usize,
         needed: Lsn,
     ) {
-        if session.held.is_empty() && self.srv.persist.acked() >= needed {
+        if session.held.is_empty()
+            && session.remotes.is_empty()
+            && self.srv.persist.acked() >= needed
+        {
             return;
         }
-        if io.out.len() > batch_start {
-            session.held.push(needed, &io.out[batch_start..]);
+        if io.out.len() > batch_start || !session.remotes.is_empty() {
+            for r in session.remotes.iter_mut() {
+                r.0 -= batch_start;
+            }
+            session
+                .held
+                .push(needed, &io.out[batch_start..], &session.remotes);
+            session.remotes.clear();
             io.out.truncate(batch_start);
         }
         if session.held.is_empty() {
@@ -237,8 +334,10 @@ impl Service {
         };
         let s = &mut state.session;
         s.held.release(acked, out);
-        match s.held.first_lsn() {
-            Some(next) => {
+        match (s.held.front(), s.held.first_lsn()) {
+            // The forward's replies come through `end_of_turn`, which releases again.
+            (Some(crate::session::Wait::Remote { done: false, .. }), _) => {}
+            (Some(_), Some(next)) => {
                 if !s.log_waiting {
                     s.log_waiting = true;
                     let w = &self.srv.log_waiters[loop_index];
@@ -253,7 +352,7 @@ impl Service {
                     }
                 }
             }
-            None => {
+            _ => {
                 let (resume, close) = (s.paused_for_log, s.close_when_released);
                 s.paused_for_log = false;
                 s.close_when_released = false;
@@ -295,6 +394,295 @@ impl Service {
     }
 }
 
+/// The cluster bus side of the handler: links to other nodes and forwards from them.
+impl Service {
+    /// Runs a multi-key command whose keys several nodes serve: this node's part here,
+    /// every other part forwarded to its node, the reply gathered from the parts'.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn split(
+        &self,
+        batch: &mut Batch<'_>,
+        session: &mut Session,
+        reply: &mut Reply<'_>,
+        idx: usize,
+        args: &Args<'_>,
+        kind: crate::cluster::Gather,
+        groups: &[(u16, Vec<usize>)],
+    ) {
+        let srv = &*self.srv;
+        let (Some(fwd), Some(cluster)) = (&srv.forwarding, &srv.cluster) else {
+            return;
+        };
+        let loop_index = batch.loop_index;
+        close_forward_batch(srv, loop_index, session);
+        let pairs = kind == crate::cluster::Gather::AllOk;
+        let step = if pairs { 2 } else { 1 };
+        let keys = groups
+            .iter()
+            .map(|(_, ps)| ps.iter().map(|p| (p - 1) / step).collect())
+            .collect();
+        let resp3 = session.resp == dse_proto::Resp::V3;
+        let gather = fwd.start_gather(loop_index, session.conn, kind, keys, resp3);
+        for (part, (node, positions)) in groups.iter().enumerate() {
+            let mut base = Vec::new();
+            let mut ranges = Vec::new();
+            let mut push = |a: &[u8]| {
+                ranges.push(base.len()..base.len() + a.len());
+                base.extend_from_slice(a);
+            };
+            push(&args[0]);
+            for &p in positions {
+                push(&args[p]);
+                if pairs {
+                    push(&args[p + 1]);
+                }
+            }
+            let sub = Args::from_parts(&base, &ranges);
+            if *node == cluster.topology.myself {
+                let mut buf = Vec::new();
+                let mut r = Reply::new(&mut buf, session.resp);
+                let mut ctx = Ctx {
+                    srv,
+                    sess: &mut *session,
+                    out: &mut r,
+                    now: batch.now,
+                    cmd: idx,
+                    loop_index,
+                };
+                dispatch(&mut ctx, sub, &mut batch.clock);
+                fwd.part_done(loop_index, gather, part, buf);
+            } else {
+                let resp = if resp3 { 3 } else { 2 };
+                fwd.stage_part(loop_index, session.conn, *node, resp, &sub, gather, part);
+            }
+        }
+        session.remotes.push((reply.len(), gather));
+    }
+
+    fn framing(&self) -> Framing {
+        Framing {
+            parser: RequestParser::new(self.limits()),
+            ranges: Vec::new(),
+            limits_gen: self.srv.runtime.limits_gen.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes this turn's forwards to the links (connecting them as needed), and puts the
+    /// replies that came back in their clients' places.
+    fn flush_forwards(&self, loop_index: usize, conns: &mut Conns<'_, Conn>, fwd: &Forwarding) {
+        let srv = &self.srv;
+        let completions = fwd.flush(
+            loop_index,
+            conns,
+            |node| srv.bus_addrs.get(node as usize).copied().flatten(),
+            |peer, initiator, addr| {
+                let placeholder = ConnRef {
+                    loop_index: loop_index as u32,
+                    token: u32::MAX,
+                    id: 0,
+                };
+                let meta = Arc::new(ClientMeta::new(
+                    placeholder,
+                    addr.to_string(),
+                    String::new(),
+                    unix_ms(),
+                ));
+                let mut session = Session::new(placeholder, meta);
+                session.internal = true;
+                Conn {
+                    framing: self.framing(),
+                    session,
+                    bus: Some(Box::new(BusConn::outbound(peer, initiator, addr))),
+                }
+            },
+        );
+        if completions.is_empty() {
+            return;
+        }
+        let acked = srv.persist.acked();
+        for (client, id, replies) in completions {
+            if let Some(ConnMut { state, .. }) = conns.get(client) {
+                state.session.held.fill(id, &replies);
+            }
+            self.release(loop_index, conns, client, acked);
+        }
+    }
+
+    /// Frames from another node: the handshake, then forwards to run (inbound) or the
+    /// replies to ours (outbound).
+    fn bus_data(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn, io: &mut Io<'_>) {
+        let srv = &*self.srv;
+        let Conn {
+            framing,
+            session,
+            bus,
+        } = conn;
+        let Some(bus) = bus.as_mut() else { return };
+        let input = io.input;
+        let batch_start = io.out.len();
+        dse_engine::observed_lsn_reset();
+        let mut batch = Batch {
+            loop_index: cx.loop_index,
+            now: unix_ms(),
+            clock: Instant::now(),
+            gate: srv.tx.enter(cx.loop_index),
+        };
+        let mut off = 0;
+        loop {
+            let (frame, used) = match bus.decoder.decode(&input[off..]) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    if let Ok(Some(size)) = bus.decoder.frame_size(&input[off..]) {
+                        io.want = size;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("cluster bus connection from {}: {e}", bus.addr);
+                    io.close = Close::Now;
+                    break;
+                }
+            };
+            off += used;
+            if !bus.authenticated() {
+                if !frame.is_handshake() {
+                    io.close = Close::Now;
+                    break;
+                }
+                match bus.handshake(&frame, io.out) {
+                    Ok(None) => {}
+                    Ok(Some(name)) => match self.admit(bus, &name) {
+                        Some(peer) => {
+                            bus.peer = Some(peer);
+                            if let (Side::Outbound { .. }, Some(fwd)) = (&bus.side, &srv.forwarding)
+                            {
+                                fwd.link_ready(cx.loop_index, peer);
+                            }
+                        }
+                        None => {
+                            tracing::warn!(
+                                "cluster bus: refused {name} from {} (not a listed peer at that address)",
+                                bus.addr
+                            );
+                            io.close = Close::Now;
+                            break;
+                        }
+                    },
+                    Err(reason) => {
+                        tracing::warn!("cluster bus handshake with {} failed: {reason}", bus.addr);
+                        io.close = Close::AfterFlush;
+                        break;
+                    }
+                }
+                continue;
+            }
+            match (frame, &bus.side) {
+                (Frame::Forward { id, resp, requests }, Side::Inbound { .. }) => {
+                    self.run_forwarded(&mut batch, framing, session, io.out, id, resp, requests);
+                }
+                (Frame::Replies { id, replies }, Side::Outbound { peer, .. }) => {
+                    let ok = srv
+                        .forwarding
+                        .as_ref()
+                        .is_some_and(|f| f.replies(cx.loop_index, *peer, id, replies));
+                    if !ok {
+                        io.close = Close::Now;
+                        break;
+                    }
+                }
+                (Frame::Refused { reason }, _) => {
+                    tracing::warn!("cluster bus: {} closed the link: {reason}", bus.addr);
+                    io.close = Close::Now;
+                    break;
+                }
+                (other, _) => {
+                    tracing::warn!(
+                        "cluster bus: unexpected {} frame from {}",
+                        other.label(),
+                        bus.addr
+                    );
+                    io.close = Close::Now;
+                    break;
+                }
+            }
+        }
+        drop(batch);
+        io.consumed = off;
+        let needed = dse_engine::observed_lsn_reset();
+        if needed > 0 || !session.held.is_empty() {
+            self.hold_for_log(cx.loop_index, session, io, batch_start, needed);
+        }
+    }
+
+    /// Which node an authenticated peer is: it must be a member, the one we dialled when
+    /// we dialled, and without a shared secret it must connect from its listed address.
+    fn admit(&self, bus: &BusConn, name: &str) -> Option<u16> {
+        let cluster = self.srv.cluster.as_ref()?;
+        let idx = cluster.topology.ring.index_of(name)?;
+        if idx == cluster.topology.myself {
+            return None;
+        }
+        match &bus.side {
+            Side::Outbound { peer, .. } => (*peer == idx).then_some(idx),
+            Side::Inbound { .. } => {
+                let secret = cluster.config.secret.is_some();
+                let from_listed = self
+                    .srv
+                    .peer_ips
+                    .get(idx as usize)
+                    .is_some_and(|ips| ips.contains(&bus.addr.ip()));
+                (secret || from_listed).then_some(idx)
+            }
+        }
+    }
+
+    /// Runs the requests of a forward as a client of this node would, and answers them
+    /// in one Replies frame.
+    #[allow(clippy::too_many_arguments)]
+    fn run_forwarded(
+        &self,
+        batch: &mut Batch<'_>,
+        framing: &mut Framing,
+        session: &mut Session,
+        out: &mut Vec<u8>,
+        id: u64,
+        resp: u8,
+        requests: &[u8],
+    ) {
+        let frame = OpenFrame::replies(out, id);
+        session.resp = if resp == 3 {
+            dse_proto::Resp::V3
+        } else {
+            dse_proto::Resp::V2
+        };
+        let mut reply = Reply::new(&mut *out, session.resp);
+        let mut pos = 0;
+        while pos < requests.len() {
+            match framing.parser.parse(&requests[pos..], &mut framing.ranges) {
+                Ok(ParseOutcome::Complete { consumed }) => {
+                    let args = framing.parser.args(&requests[pos..], &framing.ranges);
+                    self.execute(batch, session, &mut reply, args);
+                    pos += consumed;
+                    RwLockReadGuard::bump(&mut batch.gate);
+                }
+                Ok(ParseOutcome::Empty { consumed }) => pos += consumed,
+                Ok(ParseOutcome::Incomplete { .. }) => {
+                    reply.error("ERR Protocol error: a forwarded request was cut short");
+                    break;
+                }
+                Err(e) => {
+                    reply.error_bytes(&e.reply_text());
+                    break;
+                }
+            }
+        }
+        framing.parser.trim(&mut framing.ranges);
+        let _ = frame.finish(out);
+    }
+}
+
 impl Handler for Service {
     type Conn = Conn;
     type Msg = Msg;
@@ -306,19 +694,34 @@ impl Handler for Service {
             info.local.to_string(),
             unix_ms(),
         ));
-        self.srv.clients.add(meta.clone());
+        let bus = if info.kind == BUS_LISTENER {
+            // Another node: not a client (not in CLIENT LIST, not counted).
+            self.srv.forwarding.as_ref().and_then(|f| {
+                Acceptor::new(&f.my_name, f.auth.clone())
+                    .ok()
+                    .map(|a| Box::new(BusConn::inbound(a, info.peer)))
+            })
+        } else {
+            self.srv.clients.add(meta.clone());
+            None
+        };
+        let mut session = Session::new(info.conn, meta);
+        session.internal = bus.is_some();
         Conn {
-            framing: Framing {
-                parser: RequestParser::new(self.limits()),
-                ranges: Vec::new(),
-                limits_gen: self.srv.runtime.limits_gen.load(Ordering::Relaxed),
-            },
-            session: Session::new(info.conn, meta),
+            framing: self.framing(),
+            session,
+            bus,
         }
     }
 
     fn data(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn, io: &mut Io<'_>) {
-        let Conn { framing, session } = conn;
+        if conn.bus.is_some() {
+            self.bus_data(cx, conn, io);
+            return;
+        }
+        let Conn {
+            framing, session, ..
+        } = conn;
         let generation = self.srv.runtime.limits_gen.load(Ordering::Relaxed);
         if framing.limits_gen != generation {
             framing.limits_gen = generation;
@@ -374,14 +777,25 @@ impl Handler for Service {
             .meta
             .qbuf
             .store((input.len() - off) as u64, Ordering::Relaxed);
+        close_forward_batch(&self.srv, cx.loop_index, session);
         let needed = dse_engine::observed_lsn_reset();
-        if needed > 0 || !session.held.is_empty() {
+        if needed > 0 || !session.held.is_empty() || !session.remotes.is_empty() {
             self.hold_for_log(cx.loop_index, session, io, batch_start, needed);
         }
     }
 
-    fn closed(&self, _cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
-        self.srv.clients.remove(conn.session.id());
+    fn closed(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
+        match &conn.bus {
+            None => self.srv.clients.remove(conn.session.id()),
+            Some(bus) => {
+                if let (Side::Outbound { peer, .. }, Some(fwd), Some(cluster)) =
+                    (&bus.side, &self.srv.forwarding, &self.srv.cluster)
+                {
+                    let name = &cluster.topology.ring.node(*peer).name;
+                    fwd.link_lost(cx.loop_index, *peer, name);
+                }
+            }
+        }
     }
 
     fn message(&self, cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>, msg: Msg) {
@@ -393,23 +807,25 @@ impl Handler for Service {
 
     fn end_of_turn(&self, cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>) {
         let mut list = std::mem::take(&mut *self.srv.turn[cx.loop_index].lock());
-        if list.is_empty() {
-            return;
-        }
         let persist = &self.srv.persist;
-        persist.make_acked(persist.assigned());
-        let acked = persist.acked();
-        for &r in &list {
-            if let Some(ConnMut { state, .. }) = conns.get(r) {
-                state.session.in_turn = false;
+        if !list.is_empty() {
+            persist.make_acked(persist.assigned());
+            let acked = persist.acked();
+            for &r in &list {
+                if let Some(ConnMut { state, .. }) = conns.get(r) {
+                    state.session.in_turn = false;
+                }
+                self.release(cx.loop_index, conns, r, acked);
             }
-            self.release(cx.loop_index, conns, r, acked);
+            list.clear();
+            // Give the (empty) list back, keeping its capacity.
+            let mut slot = self.srv.turn[cx.loop_index].lock();
+            if slot.is_empty() {
+                *slot = list;
+            }
         }
-        list.clear();
-        // Give the (empty) list back, keeping its capacity.
-        let mut slot = self.srv.turn[cx.loop_index].lock();
-        if slot.is_empty() {
-            *slot = list;
+        if let Some(fwd) = &self.srv.forwarding {
+            self.flush_forwards(cx.loop_index, conns, fwd);
         }
     }
 

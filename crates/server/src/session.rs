@@ -32,6 +32,13 @@ pub struct Session {
     pub paused_for_log: bool,
     /// Listed for the end of this loop's turn (at most once while true).
     pub in_turn: bool,
+    /// Forwards started by the current batch: (offset in the output where their replies
+    /// belong, forward id).
+    pub remotes: Vec<(usize, u64)>,
+    /// The current batch has a forward frame open (cluster).
+    pub forwarding: bool,
+    /// A cluster-bus session running other nodes' forwards: it never forwards itself.
+    pub internal: bool,
     /// Registered in this loop's `LogWaiters` (exactly one entry while true).
     pub log_waiting: bool,
     /// QUIT (or a protocol error) arrived while replies were held: close once released.
@@ -52,6 +59,9 @@ impl Session {
             held: HeldReplies::default(),
             paused_for_log: false,
             in_turn: false,
+            remotes: Vec::new(),
+            forwarding: false,
+            internal: false,
             log_waiting: false,
             close_when_released: false,
             tx: Transaction::default(),
@@ -81,14 +91,34 @@ impl Session {
     }
 }
 
-/// Replies held until the log acknowledges an LSN: one byte buffer, reused, and the end
-/// of each batch's replies with the LSN it waits for. Later replies queue behind earlier
-/// ones, so the order on the wire never changes.
+/// Replies held back, in order: replies waiting for the log to acknowledge an LSN, and
+/// places for replies another node will send (forwarded commands). One byte buffer,
+/// reused, and marks dividing it; a later reply never overtakes an earlier one.
 #[derive(Default)]
 pub struct HeldReplies {
     bytes: Vec<u8>,
-    /// (LSN, end offset in `bytes`), in order; LSNs never decrease.
-    marks: VecDeque<(dse_engine::Lsn, usize)>,
+    marks: VecDeque<Mark>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mark {
+    /// End offset in `bytes` of what this mark holds.
+    end: usize,
+    wait: Wait,
+}
+
+/// What a run of held bytes waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// The log to acknowledge this LSN.
+    Log(dse_engine::Lsn),
+    /// The replies of forward `id` (the run is empty until they arrive), and then the log
+    /// to acknowledge `lsn` (a split command's local part may have written).
+    Remote {
+        id: u64,
+        done: bool,
+        lsn: dse_engine::Lsn,
+    },
 }
 
 /// A held-reply buffer larger than this is given back once empty.
@@ -103,26 +133,101 @@ impl HeldReplies {
         self.bytes.len()
     }
 
-    /// The LSN the oldest held reply waits for.
+    /// What the oldest held run waits for.
+    pub fn front(&self) -> Option<Wait> {
+        self.marks.front().map(|m| m.wait)
+    }
+
+    /// The LSN the oldest held reply waits for, if it waits for the log (and not for
+    /// another node).
     pub fn first_lsn(&self) -> Option<dse_engine::Lsn> {
-        self.marks.front().map(|&(lsn, _)| lsn)
+        match self.front()? {
+            Wait::Log(lsn)
+            | Wait::Remote {
+                done: true, lsn, ..
+            } => Some(lsn),
+            Wait::Remote { done: false, .. } => None,
+        }
     }
 
-    /// Holds `replies` until the log acknowledges `lsn`.
-    pub fn push(&mut self, lsn: dse_engine::Lsn, replies: &[u8]) {
-        let lsn = lsn.max(self.marks.back().map_or(0, |&(l, _)| l));
-        self.bytes.extend_from_slice(replies);
-        self.marks.push_back((lsn, self.bytes.len()));
+    fn last_lsn(&self) -> dse_engine::Lsn {
+        self.marks
+            .iter()
+            .rev()
+            .find_map(|m| match m.wait {
+                Wait::Log(l) => Some(l),
+                Wait::Remote { .. } => None,
+            })
+            .unwrap_or(0)
     }
 
-    /// Moves the replies the log has acknowledged (up to `acked`) to `out`, in order.
+    /// Holds `replies` until the log acknowledges `lsn`, with the replies of the forwards
+    /// `remotes` (offset in `replies` where each belongs, its id) to be put in place when
+    /// they come.
+    pub fn push(&mut self, lsn: dse_engine::Lsn, replies: &[u8], remotes: &[(usize, u64)]) {
+        let lsn = lsn.max(self.last_lsn());
+        let mut from = 0;
+        for &(at, id) in remotes {
+            if at > from {
+                self.bytes.extend_from_slice(&replies[from..at]);
+                self.marks.push_back(Mark {
+                    end: self.bytes.len(),
+                    wait: Wait::Log(lsn),
+                });
+                from = at;
+            }
+            self.marks.push_back(Mark {
+                end: self.bytes.len(),
+                wait: Wait::Remote {
+                    id,
+                    done: false,
+                    lsn,
+                },
+            });
+        }
+        if from < replies.len() {
+            self.bytes.extend_from_slice(&replies[from..]);
+            self.marks.push_back(Mark {
+                end: self.bytes.len(),
+                wait: Wait::Log(lsn),
+            });
+        }
+    }
+
+    /// Puts the replies of forward `id` in their place. False when no such place (a
+    /// reply for a forward this connection no longer waits for).
+    pub fn fill(&mut self, id: u64, replies: &[u8]) -> bool {
+        let Some(i) = self
+            .marks
+            .iter()
+            .position(|m| matches!(m.wait, Wait::Remote { id: mid, done: false, .. } if mid == id))
+        else {
+            return false;
+        };
+        let at = if i == 0 { 0 } else { self.marks[i - 1].end };
+        self.bytes.splice(at..at, replies.iter().copied());
+        for m in self.marks.iter_mut().skip(i) {
+            m.end += replies.len();
+        }
+        if let Wait::Remote { done, .. } = &mut self.marks[i].wait {
+            *done = true;
+        }
+        true
+    }
+
+    /// Moves what can go (log acknowledged up to `acked`, forwards answered) to `out`, in
+    /// order, stopping at the first run that must still wait.
     pub fn release(&mut self, acked: dse_engine::Lsn, out: &mut Vec<u8>) {
         let mut end = 0;
-        while let Some(&(lsn, at)) = self.marks.front() {
-            if lsn > acked {
+        while let Some(m) = self.marks.front() {
+            let ready = match m.wait {
+                Wait::Log(lsn) => lsn <= acked,
+                Wait::Remote { done, lsn, .. } => done && lsn <= acked,
+            };
+            if !ready {
                 break;
             }
-            end = at;
+            end = m.end;
             self.marks.pop_front();
         }
         if end == 0 {
@@ -131,7 +236,7 @@ impl HeldReplies {
         out.extend_from_slice(&self.bytes[..end]);
         self.bytes.drain(..end);
         for m in self.marks.iter_mut() {
-            m.1 -= end;
+            m.end -= end;
         }
         if self.bytes.is_empty() && self.bytes.capacity() > KEEP_HELD {
             self.bytes = Vec::new();
@@ -143,4 +248,34 @@ impl HeldReplies {
 pub struct Conn {
     pub framing: Framing,
     pub session: Session,
+    /// A cluster-bus connection (to or from another node) rather than a client.
+    pub bus: Option<Box<crate::forward::BusConn>>,
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::*;
+
+    #[test]
+    fn remote_replies_keep_their_place() {
+        let mut h = HeldReplies::default();
+        // "+A" local, then a forward, then "+C" local; then another forward at the end.
+        h.push(5, b"+A\r\n+C\r\n", &[(4, 1), (8, 2)]);
+        let mut out = Vec::new();
+        h.release(10, &mut out);
+        assert_eq!(out, b"+A\r\n", "stops at the unanswered forward");
+        assert!(h.fill(2, b":2\r\n"));
+        h.release(10, &mut out);
+        assert_eq!(out, b"+A\r\n", "forward 1 still first in line");
+        assert!(h.fill(1, b"$1\r\nB\r\n"));
+        h.release(4, &mut out);
+        assert_eq!(
+            out, b"+A\r\n",
+            "a forward's place also waits for its batch's log"
+        );
+        h.release(5, &mut out);
+        assert_eq!(out, b"+A\r\n$1\r\nB\r\n+C\r\n:2\r\n");
+        assert!(h.is_empty());
+        assert!(!h.fill(3, b"x"));
+    }
 }
