@@ -9,6 +9,9 @@
 #   network   redis-benchmark (SET/GET, -c 50, -P 1 and -P 16) and bench-throughput
 #             (90% GET / 10% SET, -P 1 and -P 16), on dse and on redis-server, both
 #             without persistence
+#   cluster   redis-benchmark (SET/GET, -c 50, -P 1 and -P 16) against one node of a
+#             local 3-node dse cluster (two thirds of the keys forwarded to their owner)
+#             against a single dse node; and SET with --write-quorum 2 against 1
 #   durability  SET throughput (redis-benchmark -c 50, -P 1 and -P 16) with
 #             appendfsync always and everysec, on dse and on redis-server with the same
 #             policy; and dse everysec against dse without persistence
@@ -39,7 +42,7 @@
 
 set -euo pipefail
 
-SECTIONS=(network engine clients durability)
+SECTIONS=(network engine clients durability cluster)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -319,6 +322,67 @@ section_durability() {
     stop_server dse-none
 }
 declare -A EVERYSEC_P=()
+
+# start_cluster PREFIX BASE_PORT [FLAGS...]: three dse nodes PREFIX1..3 on BASE..BASE+2
+# (bus ports BASE+100..), one event loop each (four processes share the machine).
+start_cluster() {
+    local prefix=$1 base=$2
+    shift 2
+    local i j peers
+    for i in 1 2 3; do
+        peers=()
+        for j in 1 2 3; do
+            [[ $j == "$i" ]] || peers+=("n$j:127.0.0.1:$((base + j - 1)):$((base + 99 + j))")
+        done
+        DSE_THREADS=1 start_dse "$prefix$i" "$((base + i - 1))" --node "n$i" \
+            --cluster-port "$((base + 99 + i))" --peers "$(IFS=,; echo "${peers[*]}")" \
+            --appendonly no --snapshot-interval 0 "$@"
+    done
+}
+
+stop_cluster() {
+    local i
+    for i in 1 2 3; do stop_server "$1$i"; done
+}
+
+# The cost of forwarding (a 3-node cluster answering through one node, against one node
+# alone) and of the write quorum (W=2 against W=1).
+section_cluster() {
+    local p requests single base rates_a rates_b w1=() w2=()
+    single=$(free_port 23000)
+    DSE_THREADS=1 start_dse single "$single" --appendonly no --snapshot-interval 0
+    base=$(free_port 23100)
+    start_cluster w1- "$base" --write-quorum 1
+    for p in 1 16; do
+        requests=$RB_REQUESTS_P1
+        [[ $p == 16 ]] && requests=$RB_REQUESTS_P16
+        log "SET/GET -c 50 -P $p: one node of a 3-node cluster (W=1) against a single node"
+        local cs=() cg=() ss=() sg=() cset cget sset sget
+        for _ in $(seq "$ROUNDS"); do
+            read -r cset cget < <(redis_benchmark "$base" "$p" "$requests")
+            read -r sset sget < <(redis_benchmark "$single" "$p" "$requests")
+            cs+=("$cset"); cg+=("$cget"); ss+=("$sset"); sg+=("$sget")
+            printf '  cluster SET %s GET %s   single SET %s GET %s\n' "$cset" "$cget" "$sset" "$sget"
+        done
+        add_row cluster "SET via 1 of 3 nodes vs 1 node, c50 P$p" ops/s \
+            "$(printf '%s\n' "${cs[@]}" | median)" "$(printf '%s\n' "${ss[@]}" | median)"
+        add_row cluster "GET via 1 of 3 nodes vs 1 node, c50 P$p" ops/s \
+            "$(printf '%s\n' "${cg[@]}" | median)" "$(printf '%s\n' "${sg[@]}" | median)"
+        w1[$p]=$(printf '%s\n' "${cs[@]}" | median)
+    done
+    stop_cluster w1-
+    stop_server single
+    base=$(free_port 23200)
+    start_cluster w2- "$base" --write-quorum 2
+    for p in 1 16; do
+        requests=$RB_REQUESTS_P1
+        [[ $p == 16 ]] && requests=$RB_REQUESTS_P16
+        log "SET -c 50 -P $p: 3-node cluster with W=2"
+        add_row cluster "SET W=2 vs W=1 (3 nodes), c50 P$p" ops/s \
+            "$(set_rates w2 "$base" "$p" "$requests" | median)" "${w1[$p]}"
+    done
+    stop_cluster w2-
+}
 
 section_engine() {
     log "bench-read-compare ($RC_KEYS keys)"
