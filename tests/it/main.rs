@@ -5,10 +5,13 @@
 
 mod util;
 
+mod bitmaps;
 mod client;
 mod config;
 mod connection;
+mod dump;
 mod hashes;
+mod hyperloglog;
 mod introspection;
 mod keys;
 mod lists;
@@ -16,6 +19,7 @@ mod network;
 mod persistence;
 mod server;
 mod sets;
+mod sort;
 mod strings;
 mod transactions;
 mod zsets;

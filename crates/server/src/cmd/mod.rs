@@ -3,16 +3,20 @@
 
 use crate::command::CommandSpec;
 
+pub mod bitmaps;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod dump;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
 pub mod persistence;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod transactions;
 pub mod zsets;
@@ -32,4 +36,8 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     sets::COMMANDS,
     zsets::COMMANDS,
     transactions::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
+    sort::COMMANDS,
+    dump::COMMANDS,
 ];
