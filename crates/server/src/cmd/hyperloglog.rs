@@ -594,7 +594,19 @@ fn pfadd(ctx: &mut Ctx, a: Args) -> CmdResult {
     let (old, mut hll, mut updated) = match shard.lookup(key, h, ctx.now) {
         None => (None, new_hll(), true),
         Some(e) => {
-            let old = as_hll(e.value())?.to_vec();
+            let current = as_hll(e.value())?;
+            // Most additions to a large (dense) HLL change no register: answer those
+            // without copying 12 KB.
+            if current[4] == DENSE
+                && a.iter().skip(2).all(|element| {
+                    let (index, count) = pattern_len(element);
+                    count <= dense_get(&current[HDR_SIZE..], index)
+                })
+            {
+                ctx.out.int(0);
+                return Ok(());
+            }
+            let old = current.to_vec();
             let hll = old.clone();
             (Some(old), hll, false)
         }
