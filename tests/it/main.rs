@@ -5,12 +5,15 @@
 
 mod util;
 
+mod bitmaps;
 mod client;
 mod cluster;
 mod config;
 mod connection;
+mod dump;
 mod forwarding;
 mod hashes;
+mod hyperloglog;
 mod introspection;
 mod keys;
 mod lists;
@@ -18,6 +21,7 @@ mod network;
 mod persistence;
 mod server;
 mod sets;
+mod sort;
 mod strings;
 mod transactions;
 mod zsets;

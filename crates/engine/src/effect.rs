@@ -38,6 +38,17 @@ pub enum Effect<'a> {
     Del { key: &'a [u8] },
     /// The key's deadline is now `at` (0: no deadline, PERSIST).
     Expire { key: &'a [u8], at: u64 },
+    /// `bytes` are written into the string at `key` from byte `offset`, after padding the
+    /// string with zero bytes to at least `offset + bytes.len()` (SETRANGE, SETBIT,
+    /// BITFIELD, an HLL register). A missing key becomes such a string without a
+    /// deadline; an existing one keeps its deadline. Logging the bytes that changed, not
+    /// the string, keeps a SETBIT on a 100 MB bitmap a few bytes in the log. With empty
+    /// `bytes` it only grows the string to `offset` bytes.
+    StrWrite {
+        key: &'a [u8],
+        offset: u64,
+        bytes: &'a [u8],
+    },
     /// Every key is gone.
     FlushAll,
     /// The records up to the matching [`Effect::TxCommit`] are one transaction (EXEC):
@@ -129,7 +140,8 @@ impl<'a> Effect<'a> {
             | Effect::SetInt { key, .. }
             | Effect::SetValue { key, .. }
             | Effect::Del { key }
-            | Effect::Expire { key, .. } => Some(key),
+            | Effect::Expire { key, .. }
+            | Effect::StrWrite { key, .. } => Some(key),
             // lists and hashes
             Effect::ListPush { key, .. }
             | Effect::ListPop { key, .. }

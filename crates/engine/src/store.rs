@@ -98,6 +98,15 @@ impl Entry {
         now_s.wrapping_sub(self.access.load(Ordering::Relaxed)) as u64
     }
 
+    /// Makes the key look last accessed `idle_secs` seconds before `now` (RESTORE
+    /// IDLETIME). Access times are not logged, so neither is this.
+    pub fn set_idle_secs(&self, now: u64, idle_secs: u64) {
+        let now_s = (now / 1000) as u32;
+        let idle = u32::try_from(idle_secs).unwrap_or(u32::MAX);
+        self.access
+            .store(now_s.wrapping_sub(idle), Ordering::Relaxed);
+    }
+
     fn touch(&self, now: u64) {
         let now_s = (now / 1000) as u32;
         // Store only when the second changed: readers on other cores then rarely write
@@ -289,6 +298,7 @@ impl ShardData {
                     self.set_deadline(idx, at);
                 }
             }
+            Effect::StrWrite { key, offset, bytes } => self.write_str(key, h, offset, bytes, now),
             Effect::FlushAll => self.clear(),
             // Markers for recovery; nothing to apply.
             Effect::TxBegin | Effect::TxCommit => {}
@@ -338,6 +348,39 @@ impl ShardData {
         }
     }
 
+    /// Writes `bytes` into the string at `key` from `offset`, zero-padding it first (see
+    /// [`Effect::StrWrite`]). An integer-encoded string becomes a byte string; a value of
+    /// another type is left alone (the commands check types before they log).
+    fn write_str(&mut self, key: &[u8], h: KeyHash, offset: u64, bytes: &[u8], now: u64) {
+        let Ok(offset) = usize::try_from(offset) else {
+            return;
+        };
+        let Some(end) = offset.checked_add(bytes.len()) else {
+            return;
+        };
+        match self.find(key, h) {
+            Some(idx) => {
+                let e = &mut self.entries[idx];
+                let before = e.mem();
+                if let Value::Int(n) = e.value {
+                    e.value = Value::Str(itoa::Buffer::new().format(n).as_bytes().to_vec());
+                }
+                let Value::Str(s) = &mut e.value else {
+                    return;
+                };
+                splice_zero_padded(s, offset, end, bytes);
+                e.touch(now);
+                let after = e.mem();
+                self.mem = self.mem - before + after;
+            }
+            None => {
+                let mut s = Vec::new();
+                splice_zero_padded(&mut s, offset, end, bytes);
+                self.insert(key, h, Value::Str(s), 0, now);
+            }
+        }
+    }
+
     /// Applies an element-level effect to the collection at `key`: `op` changes the value
     /// in place and returns the change of its heap size, which `mem` takes as a delta
     /// (re-measuring a large collection on every write would be O(n)). A missing key is
@@ -371,6 +414,25 @@ impl ShardData {
             }
         }
     }
+}
+
+/// Copies `bytes` to `s[offset..end]`, growing `s` with zero bytes as needed. Growth
+/// follows Redis's `sdsMakeRoomFor` (double below 1 MiB, then 1 MiB more), so a bitmap
+/// set bit by bit upwards reallocates O(log n) times, without doubling a huge string.
+fn splice_zero_padded(s: &mut Vec<u8>, offset: usize, end: usize, bytes: &[u8]) {
+    const MAX_PREALLOC: usize = 1 << 20;
+    if s.len() < end {
+        if s.capacity() < end {
+            let target = if end < MAX_PREALLOC {
+                end.saturating_mul(2)
+            } else {
+                end.saturating_add(MAX_PREALLOC)
+            };
+            s.reserve_exact(target - s.len());
+        }
+        s.resize(end, 0);
+    }
+    s[offset..end].copy_from_slice(bytes);
 }
 
 /// True for a list, hash, set or sorted set without elements (such a key must not exist).
@@ -1161,7 +1223,8 @@ impl ShardMut<'_> {
     }
 
     /// Overwrites the string at `key` from `offset` with `bytes`, zero-padding as needed
-    /// (SETRANGE), keeping its deadline. Returns the new length.
+    /// (SETRANGE), keeping its deadline. Returns the new length. Logged as a
+    /// [`Effect::StrWrite`] of `bytes` alone, whatever the string's size.
     pub fn set_range(
         &mut self,
         key: &[u8],
@@ -1170,33 +1233,23 @@ impl ShardMut<'_> {
         bytes: &[u8],
         now: u64,
     ) -> Result<usize, WriteError> {
-        let (old, expire_at): (Vec<u8>, u64) = match self.lookup(key, h, now) {
-            None => (Vec::new(), 0),
-            Some(e) => match &e.value {
-                Value::Str(_) | Value::Int(_) => {
-                    if bytes.is_empty() {
-                        return Ok(e.value.string_len().unwrap_or(0));
-                    }
-                    let mut s = Vec::new();
-                    e.value.with_str(|b| s.extend_from_slice(b));
-                    (s, e.expire_at)
-                }
-                _ => return Err(WriteError::WrongType),
-            },
+        let current = match self.lookup(key, h, now) {
+            None => 0,
+            Some(e) => e.value.string_len().ok_or(WriteError::WrongType)?,
         };
         if bytes.is_empty() {
-            // SETRANGE of nothing on a missing key creates nothing.
-            return Ok(0);
+            // SETRANGE of nothing changes nothing (and creates no key).
+            return Ok(current);
         }
-        let mut new = old;
-        if new.len() < offset + bytes.len() {
-            new.resize(offset + bytes.len(), 0);
-        }
-        new[offset..offset + bytes.len()].copy_from_slice(bytes);
-        let len = new.len();
-        // `Expiry::At(0)` is "no deadline", which is what a key without one keeps.
-        self.put(key, h, Value::Str(new), Expiry::At(expire_at), now)?;
-        Ok(len)
+        let effect = Effect::StrWrite {
+            key,
+            offset: offset as u64,
+            bytes,
+        };
+        let lsn = self.store.journal().append(&[effect])?;
+        self.data.apply(&effect, h, now);
+        self.bump(lsn);
+        Ok(current.max(offset + bytes.len()))
     }
 
     /// Journals `effects` as one record and applies them. Every key must belong to this
@@ -1682,5 +1735,44 @@ mod tests {
             st.read(h).get(b"s", h, 0).unwrap().value(),
             &Value::Str(b"12ab\0\0Z".to_vec())
         );
+    }
+
+    #[test]
+    fn str_write_pads_converts_and_keeps_the_deadline() {
+        let st = Store::new(1);
+        let h = st.hash(b"s");
+        let write = |offset, bytes: &[u8]| {
+            st.write(h)
+                .commit(
+                    &[Effect::StrWrite {
+                        key: b"s",
+                        offset,
+                        bytes,
+                    }],
+                    0,
+                )
+                .unwrap();
+        };
+        // A missing key is created, zero-padded, without a deadline.
+        write(2, b"x");
+        assert_eq!(
+            st.read(h).get(b"s", h, 0).unwrap().value(),
+            &Value::Str(b"\0\0x".to_vec())
+        );
+        // An integer-encoded string is written as its text; the deadline stays.
+        st.write(h)
+            .put_str(b"s", h, b"123", Expiry::At(9000), 0)
+            .unwrap();
+        write(1, b"9");
+        write(5, b"");
+        let shard = st.read(h);
+        let e = shard.get(b"s", h, 0).unwrap();
+        assert_eq!(e.value(), &Value::Str(b"193\0\0".to_vec()));
+        assert_eq!(e.expire_at(), Some(9000));
+        drop(shard);
+        let mem = st.stats().mem;
+        assert!(st.write(h).remove(b"s", h, 0).unwrap());
+        assert!(mem > 0);
+        assert_eq!(st.stats().mem, 0);
     }
 }

@@ -421,7 +421,8 @@ fn apply(store: &Store, e: LoggedEffect, lsn: Lsn, snap: Option<&SnapshotMeta>, 
             Some(s) if lsn <= s.max_covered => store.remove_where(|k| !s.covers(k, lsn)),
             _ => store.apply_logged(&[Effect::FlushAll], lsn, now),
         },
-        // Collections: element-level operations, applied to the key's replayed state.
+        // Element-level operations (collections, strings written in place), applied to
+        // the key's replayed state.
         e => {
             if !e.key().is_some_and(covered) {
                 e.with_collection_effect(|effect| store.apply_logged(&[*effect], lsn, now));

@@ -3,17 +3,21 @@
 
 use crate::command::CommandSpec;
 
+pub mod bitmaps;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod dump;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
 pub mod persistence;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod transactions;
 pub mod zsets;
@@ -34,4 +38,8 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     zsets::COMMANDS,
     transactions::COMMANDS,
     cluster::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
+    sort::COMMANDS,
+    dump::COMMANDS,
 ];
