@@ -34,4 +34,5 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     zsets::COMMANDS,
     transactions::COMMANDS,
     cluster::COMMANDS,
+    crate::replication::COMMANDS,
 ];
