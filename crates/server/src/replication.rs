@@ -880,21 +880,26 @@ impl Replication {
 
     /// A record from the primary, logged here as one record of ours.
     fn apply(&self, effects: &[LoggedEffect], now: u64) -> Result<(), StreamError> {
-        let (drops, keyed): (Vec<&LoggedEffect>, Vec<&LoggedEffect>) = effects
-            .iter()
-            .partition(|e| matches!(e, LoggedEffect::DropSlots { .. }));
-        for d in drops {
-            if let LoggedEffect::DropSlots { slots } = d {
-                self.store
-                    .drop_slots(slots, key_slot)
-                    .map_err(|e| e.to_string())?;
+        let is_drop = |e: &LoggedEffect| matches!(e, LoggedEffect::DropSlots { .. });
+        if effects.iter().any(is_drop) {
+            // Slot drops are records of their own on the primary; apart from keyed
+            // effects, should one ever come with them.
+            for e in effects {
+                if let LoggedEffect::DropSlots { slots } = e {
+                    self.store
+                        .drop_slots(slots, key_slot)
+                        .map_err(|e| e.to_string())?;
+                }
             }
+            let keyed: Vec<LoggedEffect> =
+                effects.iter().filter(|e| !is_drop(e)).cloned().collect();
+            return if keyed.is_empty() {
+                Ok(())
+            } else {
+                self.apply(&keyed, now)
+            };
         }
-        if keyed.is_empty() {
-            return Ok(());
-        }
-        let keyed: Vec<LoggedEffect> = keyed.into_iter().cloned().collect();
-        codec::with_effects(&keyed, key_slot, |es| {
+        codec::with_effects(effects, key_slot, |es| {
             let hashes: Vec<_> = es
                 .iter()
                 .filter_map(|e| e.key())
