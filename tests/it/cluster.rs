@@ -766,7 +766,9 @@ fn whole_keyspace_commands_see_only_primary_slots() {
     let dir = standalone.stop_keeping_data();
     let mut dirs = vec![dir];
     dirs.extend((1..3).map(|i| crate::util::temp_dir(&format!("node{}", i + 1))));
-    let c = Cluster::with_dirs(dirs, &["--cluster-redirect"]);
+    // Without replicas: a replica's full resync would replace the copies with its
+    // primary's (empty) slots.
+    let c = Cluster::with_dirs(dirs, &["--cluster-redirect", "--replicas", "0"]);
     let rows = slots(c.node(0));
     let node0 = c.node(0);
     let mine: BTreeSet<String> = keys

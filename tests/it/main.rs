@@ -19,6 +19,7 @@ mod keys;
 mod lists;
 mod network;
 mod persistence;
+mod replication;
 mod server;
 mod sets;
 mod sort;

@@ -279,11 +279,13 @@ impl Cluster {
                 }
             }
             if nodes.len() == n {
-                return Cluster {
+                let c = Cluster {
                     nodes,
                     names,
                     bus_ports: bus.to_vec(),
                 };
+                c.wait_replicated();
+                return c;
             }
             // Stop what started, keeping the directories for the next attempt.
             for mut node in nodes {
@@ -299,6 +301,31 @@ impl Cluster {
 
     pub fn node(&self, i: usize) -> &Server {
         &self.nodes[i]
+    }
+
+    /// Waits until every node streams its slots to all their replicas and receives the
+    /// streams of the slots it copies (a write quorum above 1 needs them), as INFO
+    /// replication says.
+    pub fn wait_replicated(&self) {
+        let ready = |n: &Server| {
+            let info = n.raw().call(&["INFO", "replication"]);
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+            };
+            match field("cluster_replicas:") {
+                None => true,
+                Some(expected) => {
+                    field("connected_slaves:") == Some(expected)
+                        && !info.contains("state=connecting")
+                        && !info.contains("state=sync")
+                        && !info.contains("state=send_bulk")
+                }
+            }
+        };
+        let ok = eventually(Duration::from_secs(30), || self.nodes.iter().all(ready));
+        assert!(ok, "replication streams did not come up");
     }
 
     /// The index of the node listening on `port`.

@@ -20,13 +20,32 @@
 //! 16    Forward       id u64 | resp u8 (2 or 3) | requests: rest, raw RESP requests
 //! 17    Replies       id u64 | replies: rest, raw RESP replies in request order
 //! 32    ReplStart     from_lsn u64
-//! 33    Records       lsn u64 (of the first record) | payload: rest, persist's records
+//! 33    Records       lsn u64 | records: rest (below)
 //! 34    ReplAck       lsn u64
 //! 35    SyncBegin     slots: 2048 bytes, slot s present iff bit (s % 8) of byte s / 8
-//! 36    SyncChunk     payload: rest
+//! 36    SyncChunk     entries: rest (below)
 //! 37    SyncEnd       lsn u64
 //! 48    Heartbeat     epoch u64 | sent_ms u64 | from name
 //! 49    HeartbeatAck  epoch u64 | sent_ms u64 (the heartbeat's, echoed) | from name
+//! ```
+//!
+//! Replication (a replica dials its primary and sends ReplStart; the rest flows back,
+//! except ReplAck). LSNs are the primary's. `from_lsn` 0 asks for a full resync.
+//!
+//! ```text
+//! Records   lsn: the primary has scanned its log through this LSN for the replica; the
+//!           replica holds everything up to it once it applied the records. records:
+//!           zero or more of   lsn u64 | len u32 | effects (len bytes)
+//!           in increasing LSN order, each one primary log record cut down to the effects
+//!           on the replica's slots (persist's record payload encoding: codec.rs). A
+//!           frame with no records only moves the replica's position on.
+//! SyncChunk zero or more of   key (LEB128 length | bytes) | expire_at u64 (0: none)
+//!                             | value (persist's encode_value, self-delimiting), as a
+//!           snapshot writes an entry; an entry is never cut across chunks.
+//! SyncBegin the replica drops what it holds of `slots`; chunks follow, then SyncEnd.
+//! SyncEnd   the chunks hold every record up to `lsn`; Records continue after it.
+//! ReplAck   the replica's own log acknowledged (per its --appendfsync) every record up
+//!           to `lsn`.
 //! ```
 //!
 //! A receiver refuses a frame announcing more than its maximum before buffering it: until
@@ -278,8 +297,7 @@ pub enum Frame<'a> {
     Replies { id: u64, replies: &'a [u8] },
     /// A replica asks its primary for the log from `from_lsn` on.
     ReplStart { from_lsn: u64 },
-    /// Log records with consecutive LSNs starting at `lsn`, in the persist crate's record
-    /// encoding (opaque here).
+    /// Log records up to `lsn` for a replica (see the format above; opaque here).
     Records { lsn: u64, payload: &'a [u8] },
     /// The replica holds every record up to and including `lsn`.
     ReplAck { lsn: u64 },

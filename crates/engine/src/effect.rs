@@ -51,6 +51,13 @@ pub enum Effect<'a> {
     },
     /// Every key is gone.
     FlushAll,
+    /// Every key of the cluster slots in `slots` is gone (a bitmap: slot `s` iff bit
+    /// `s % 8` of byte `s / 8`); `slot_of` maps a key to its slot. Cluster mode's FLUSHALL
+    /// (the slots a node is primary for) and a replica's full resync (the slots it copies).
+    DropSlots {
+        slots: &'a [u8],
+        slot_of: fn(&[u8]) -> u16,
+    },
     /// The records up to the matching [`Effect::TxCommit`] are one transaction (EXEC):
     /// recovery applies all of them or, when the commit never reached the log, none.
     TxBegin,
@@ -132,6 +139,13 @@ pub enum Effect<'a> {
     },
 }
 
+/// Whether bitmap `slots` (as [`Effect::DropSlots`] holds it) contains `slot`.
+pub fn slot_in(slots: &[u8], slot: u16) -> bool {
+    slots
+        .get(slot as usize / 8)
+        .is_some_and(|b| b & (1 << (slot % 8)) != 0)
+}
+
 impl<'a> Effect<'a> {
     /// The key this effect changes, `None` for [`Effect::FlushAll`].
     pub fn key(&self) -> Option<&'a [u8]> {
@@ -151,7 +165,9 @@ impl<'a> Effect<'a> {
             | Effect::ListTrim { key, .. }
             | Effect::HashSet { key, .. }
             | Effect::HashDel { key, .. } => Some(key),
-            Effect::FlushAll | Effect::TxBegin | Effect::TxCommit => None,
+            Effect::FlushAll | Effect::DropSlots { .. } | Effect::TxBegin | Effect::TxCommit => {
+                None
+            }
             Effect::SetAdd { key, .. }
             | Effect::SetRem { key, .. }
             | Effect::ZAdd { key, .. }
@@ -166,6 +182,11 @@ pub enum JournalError {
     /// The log cannot take writes (disk full, I/O error); reads go on.
     #[error("MISCONF Errors writing to the AOF file: {0}")]
     Unavailable(String),
+    /// Cluster mode: a replica the write must reach (see `--write-quorum`) has no live
+    /// replication stream, so the write is refused before it happens (Redis's
+    /// min-replicas error).
+    #[error("NOREPLICAS Not enough good replicas to write.")]
+    NoReplicas,
 }
 
 /// Where effects go before they are applied: the write-ahead log, a replication stream.

@@ -25,13 +25,13 @@ mod value;
 mod watch;
 mod zset;
 
-pub use effect::{Effect, Journal, JournalError, NoJournal};
+pub use effect::{Effect, Journal, JournalError, NoJournal, slot_in};
 pub use glob::glob_match;
 pub use set::SetMembers;
 pub use store::MAX_SHARDS;
 pub use store::{
     Entry, Expiry, KeyHash, MultiMut, ScanCursor, ShardMut, ShardRef, Store, StoreStats,
-    WriteError, observed_lsn_reset,
+    WriteError, observed_lsn, observed_lsn_reset,
 };
 pub use value::{ScoredMember, Value, ZSet, parse_canonical_i64};
 pub use watch::WatchFlag;

@@ -177,6 +177,27 @@ impl ShardData {
         *self = ShardData::new(self.slots.take());
     }
 
+    /// Removes every key whose slot is in the bitmap `slots`.
+    fn drop_slots(&mut self, slots: &[u8], slot_of: fn(&[u8]) -> u16) {
+        let entries = &self.entries;
+        let mut doomed = Vec::new();
+        self.table.retain(|s| {
+            let gone = crate::slot_in(slots, slot_of(&entries[s.idx as usize].key));
+            if gone {
+                doomed.push(s.idx as usize);
+            }
+            !gone
+        });
+        for idx in doomed {
+            self.set_deadline(idx, 0);
+            let e = self.entries.remove(idx);
+            self.mem -= e.mem();
+            if let Some(counts) = &self.slots {
+                counts.sub(&e.key);
+            }
+        }
+    }
+
     fn find(&self, key: &[u8], h: KeyHash) -> Option<usize> {
         let tag = h.tag();
         let entries = &self.entries;
@@ -300,6 +321,7 @@ impl ShardData {
             }
             Effect::StrWrite { key, offset, bytes } => self.write_str(key, h, offset, bytes, now),
             Effect::FlushAll => self.clear(),
+            Effect::DropSlots { slots, slot_of } => self.drop_slots(slots, slot_of),
             // Markers for recovery; nothing to apply.
             Effect::TxBegin | Effect::TxCommit => {}
             // lists and hashes
@@ -502,6 +524,12 @@ fn observe(lsn: Lsn) {
             }
         });
     }
+}
+
+/// The highest shard LSN this thread has seen since the last [`observed_lsn_reset`],
+/// leaving it in place (WAIT: what the client's batch so far depends on).
+pub fn observed_lsn() -> Lsn {
+    OBSERVED_LSN.with(Cell::get)
 }
 
 /// The highest shard LSN this thread has seen (read or written) since the last call, and
@@ -711,6 +739,22 @@ impl Store {
         Ok(Flushed(old))
     }
 
+    /// Removes every key of the cluster slots in bitmap `slots` (see
+    /// [`Effect::DropSlots`]), atomically: every shard is locked while it happens.
+    pub fn drop_slots(&self, slots: &[u8], slot_of: fn(&[u8]) -> u16) -> Result<Lsn, WriteError> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.data.write()).collect();
+        let effect = Effect::DropSlots { slots, slot_of };
+        let lsn = self.journal().append(&[effect])?;
+        for g in guards.iter_mut() {
+            g.drop_slots(slots, slot_of);
+            if lsn != 0 {
+                g.last_lsn = lsn;
+            }
+        }
+        observe(lsn);
+        Ok(lsn)
+    }
+
     /// Applies effects read back from a log or received from a primary, without
     /// journaling them again. `lsn` is recorded as the shards' last write.
     pub fn apply_logged(&self, effects: &[Effect<'_>], lsn: Lsn, now: u64) {
@@ -722,7 +766,7 @@ impl Store {
                     g.apply(e, h, now);
                     g.last_lsn = g.last_lsn.max(lsn);
                 }
-                None if matches!(e, Effect::FlushAll) => {
+                None if matches!(e, Effect::FlushAll | Effect::DropSlots { .. }) => {
                     for s in self.shards.iter() {
                         let mut g = s.data.write();
                         g.apply(e, KeyHash(0), now);

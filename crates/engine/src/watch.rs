@@ -100,7 +100,10 @@ impl Watchers {
     pub(crate) fn touch(&self, effects: &[Effect<'_>], shard_of: impl Fn(&[u8]) -> usize) {
         for e in effects {
             // A deletion is a change only for those that saw the key live.
-            let removal = matches!(e, Effect::Del { .. } | Effect::FlushAll);
+            let removal = matches!(
+                e,
+                Effect::Del { .. } | Effect::FlushAll | Effect::DropSlots { .. }
+            );
             let raise = |list: &Vec<Watcher>| {
                 for w in list {
                     if w.live || !removal {
@@ -119,8 +122,18 @@ impl Watchers {
                         reg.lock().values().for_each(raise);
                     }
                 }
-                // Transaction markers change no key.
-                None => {}
+                None => {
+                    if let Effect::DropSlots { slots, slot_of } = *e {
+                        for reg in self.shards.iter() {
+                            for (key, list) in reg.lock().iter() {
+                                if crate::slot_in(slots, slot_of(key)) {
+                                    raise(list);
+                                }
+                            }
+                        }
+                    }
+                    // Transaction markers change no key.
+                }
             }
         }
     }

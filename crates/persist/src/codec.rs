@@ -40,6 +40,9 @@ const EFFECT_EXPIRE: u8 = 5;
 const EFFECT_FLUSH_ALL: u8 = 6;
 const EFFECT_TX_BEGIN: u8 = 7;
 const EFFECT_TX_COMMIT: u8 = 8;
+const EFFECT_DROP_SLOTS: u8 = 9;
+/// Bytes of a slot bitmap (16384 cluster slots, one bit each).
+pub const SLOT_BITMAP_BYTES: usize = 2048;
 // lists and hashes: tags 16..=39
 const EFFECT_LIST_PUSH: u8 = 16;
 const EFFECT_LIST_POP: u8 = 17;
@@ -127,6 +130,14 @@ pub fn encode_effects(buf: &mut Vec<u8>, effects: &[Effect<'_>]) {
                 put_bytes(buf, bytes);
             }
             Effect::FlushAll => buf.push(EFFECT_FLUSH_ALL),
+            Effect::DropSlots { slots, .. } => {
+                // Always the whole bitmap: a shorter one (never made) reads as zeros.
+                buf.push(EFFECT_DROP_SLOTS);
+                let mut bits = [0u8; SLOT_BITMAP_BYTES];
+                let n = slots.len().min(SLOT_BITMAP_BYTES);
+                bits[..n].copy_from_slice(&slots[..n]);
+                buf.extend_from_slice(&bits);
+            }
             Effect::TxBegin => buf.push(EFFECT_TX_BEGIN),
             Effect::TxCommit => buf.push(EFFECT_TX_COMMIT),
             // lists and hashes
@@ -272,6 +283,10 @@ pub enum LoggedEffect {
         at: u64,
     },
     FlushAll,
+    /// The keys of these cluster slots are gone ([`SLOT_BITMAP_BYTES`] of bitmap).
+    DropSlots {
+        slots: Box<[u8]>,
+    },
     TxBegin,
     TxCommit,
     // lists and hashes: the element-level effects, owned.
@@ -343,7 +358,10 @@ impl LoggedEffect {
             LoggedEffect::Set { key, .. }
             | LoggedEffect::Del { key }
             | LoggedEffect::Expire { key, .. } => Some(key),
-            LoggedEffect::FlushAll | LoggedEffect::TxBegin | LoggedEffect::TxCommit => None,
+            LoggedEffect::FlushAll
+            | LoggedEffect::DropSlots { .. }
+            | LoggedEffect::TxBegin
+            | LoggedEffect::TxCommit => None,
             // lists and hashes
             LoggedEffect::ListPush { key, .. }
             | LoggedEffect::ListPop { key, .. }
@@ -435,10 +453,142 @@ impl LoggedEffect {
             | LoggedEffect::Del { .. }
             | LoggedEffect::Expire { .. }
             | LoggedEffect::FlushAll
+            | LoggedEffect::DropSlots { .. }
             | LoggedEffect::TxBegin
             | LoggedEffect::TxCommit => return None,
         })
     }
+}
+
+/// What one logged effect borrows its engine form from.
+enum Parts<'a> {
+    None,
+    Slices(Vec<&'a [u8]>),
+    Pairs(Vec<(&'a [u8], &'a [u8])>),
+    Scored(Vec<(f64, &'a [u8])>),
+}
+
+/// Calls `f` with the engine's form of every effect of `logged` at once (a replica
+/// commits a record from its primary as one record of its own). `slot_of` is what a
+/// `DropSlots` maps keys to slots with.
+pub fn with_effects<R>(
+    logged: &[LoggedEffect],
+    slot_of: fn(&[u8]) -> u16,
+    f: impl FnOnce(&[Effect<'_>]) -> R,
+) -> R {
+    let parts: Vec<Parts<'_>> = logged
+        .iter()
+        .map(|e| match e {
+            LoggedEffect::ListPush { items: v, .. }
+            | LoggedEffect::HashDel { fields: v, .. }
+            | LoggedEffect::SetAdd { members: v, .. }
+            | LoggedEffect::SetRem { members: v, .. }
+            | LoggedEffect::ZRem { members: v, .. } => Parts::Slices(slices(v)),
+            LoggedEffect::HashSet { pairs, .. } => Parts::Pairs(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .collect(),
+            ),
+            LoggedEffect::ZAdd { entries, .. } => {
+                Parts::Scored(entries.iter().map(|(s, m)| (*s, m.as_slice())).collect())
+            }
+            _ => Parts::None,
+        })
+        .collect();
+    let effects: Vec<Effect<'_>> = logged
+        .iter()
+        .zip(&parts)
+        .map(|(e, p)| {
+            let slices: &[&[u8]] = match p {
+                Parts::Slices(v) => v,
+                _ => &[],
+            };
+            match e {
+                LoggedEffect::Set {
+                    key,
+                    value,
+                    expire_at,
+                } => Effect::SetValue {
+                    key,
+                    value,
+                    expire_at: *expire_at,
+                },
+                LoggedEffect::Del { key } => Effect::Del { key },
+                LoggedEffect::Expire { key, at } => Effect::Expire { key, at: *at },
+                LoggedEffect::FlushAll => Effect::FlushAll,
+                LoggedEffect::DropSlots { slots } => Effect::DropSlots { slots, slot_of },
+                LoggedEffect::StrWrite { key, offset, bytes } => Effect::StrWrite {
+                    key,
+                    offset: *offset,
+                    bytes,
+                },
+                LoggedEffect::TxBegin => Effect::TxBegin,
+                LoggedEffect::TxCommit => Effect::TxCommit,
+                LoggedEffect::ListPush { key, left, .. } => Effect::ListPush {
+                    key,
+                    left: *left,
+                    items: slices,
+                },
+                LoggedEffect::ListPop { key, left, count } => Effect::ListPop {
+                    key,
+                    left: *left,
+                    count: *count,
+                },
+                LoggedEffect::ListSet { key, index, value } => Effect::ListSet {
+                    key,
+                    index: *index,
+                    value,
+                },
+                LoggedEffect::ListInsert { key, index, value } => Effect::ListInsert {
+                    key,
+                    index: *index,
+                    value,
+                },
+                LoggedEffect::ListRemove { key, value, count } => Effect::ListRemove {
+                    key,
+                    value,
+                    count: *count,
+                },
+                LoggedEffect::ListTrim { key, head, tail } => Effect::ListTrim {
+                    key,
+                    head: *head,
+                    tail: *tail,
+                },
+                LoggedEffect::HashSet { key, .. } => Effect::HashSet {
+                    key,
+                    pairs: match p {
+                        Parts::Pairs(v) => v,
+                        _ => &[],
+                    },
+                },
+                LoggedEffect::HashDel { key, .. } => Effect::HashDel {
+                    key,
+                    fields: slices,
+                },
+                LoggedEffect::SetAdd { key, .. } => Effect::SetAdd {
+                    key,
+                    members: slices,
+                },
+                LoggedEffect::SetRem { key, .. } => Effect::SetRem {
+                    key,
+                    members: slices,
+                },
+                LoggedEffect::ZAdd { key, .. } => Effect::ZAdd {
+                    key,
+                    entries: match p {
+                        Parts::Scored(v) => v,
+                        _ => &[],
+                    },
+                },
+                LoggedEffect::ZRem { key, .. } => Effect::ZRem {
+                    key,
+                    members: slices,
+                },
+            }
+        })
+        .collect();
+    f(&effects)
 }
 
 fn slices(v: &[Vec<u8>]) -> Vec<&[u8]> {
@@ -631,6 +781,9 @@ pub fn decode_effects(payload: &[u8]) -> Result<Vec<LoggedEffect>, DecodeError> 
                 LoggedEffect::Expire { key, at }
             }
             EFFECT_FLUSH_ALL => LoggedEffect::FlushAll,
+            EFFECT_DROP_SLOTS => LoggedEffect::DropSlots {
+                slots: r.take(SLOT_BITMAP_BYTES)?.into(),
+            },
             EFFECT_TX_BEGIN => LoggedEffect::TxBegin,
             EFFECT_TX_COMMIT => LoggedEffect::TxCommit,
             // lists and hashes
@@ -806,6 +959,68 @@ mod tests {
             ]
         );
         // Every truncation is an error, never a panic.
+        for cut in 0..buf.len() {
+            assert!(decode_effects(&buf[..cut]).is_err());
+        }
+    }
+
+    fn slot_by_first_byte(key: &[u8]) -> u16 {
+        key.first().map_or(0, |&b| b as u16)
+    }
+
+    #[test]
+    fn drop_slots_round_trips_and_every_effect_comes_back_whole() {
+        let mut bits = vec![0u8; SLOT_BITMAP_BYTES];
+        bits[0] = 0b101;
+        bits[SLOT_BITMAP_BYTES - 1] = 0x80;
+        let list = Value::List(Box::new(VecDeque::from([b"x".to_vec()])));
+        let effects = [
+            Effect::DropSlots {
+                slots: &bits,
+                slot_of: slot_by_first_byte,
+            },
+            Effect::SetValue {
+                key: b"l",
+                value: &list,
+                expire_at: 9,
+            },
+            Effect::ListPush {
+                key: b"l",
+                left: true,
+                items: &[b"a", b"b"],
+            },
+            Effect::HashSet {
+                key: b"h",
+                pairs: &[(b"f", b"v")],
+            },
+            Effect::ZAdd {
+                key: b"z",
+                entries: &[(1.5, b"m")],
+            },
+            Effect::SetRem {
+                key: b"s",
+                members: &[b"m"],
+            },
+            Effect::Expire { key: b"l", at: 3 },
+            Effect::Del { key: b"gone" },
+        ];
+        let mut buf = Vec::new();
+        encode_effects(&mut buf, &effects);
+        let back = decode_effects(&buf).unwrap();
+        assert_eq!(
+            back[0],
+            LoggedEffect::DropSlots {
+                slots: bits.clone().into()
+            }
+        );
+        // Re-encoding the engine form of what was read gives the same bytes.
+        let again = with_effects(&back, slot_by_first_byte, |e| {
+            assert_eq!(e.len(), effects.len());
+            let mut again = Vec::new();
+            encode_effects(&mut again, e);
+            again
+        });
+        assert_eq!(again, buf);
         for cut in 0..buf.len() {
             assert!(decode_effects(&buf[..cut]).is_err());
         }

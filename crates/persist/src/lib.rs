@@ -50,6 +50,8 @@ pub struct PersistOptions {
     pub recovery: RecoveryMode,
     pub segment_size: u64,
     pub shards: usize,
+    /// Cluster mode: a key's cluster slot (replaying a record that dropped slots).
+    pub key_slot: Option<fn(&[u8]) -> u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +141,14 @@ impl Persistence {
             source,
         })?;
         let lock = lock_dir(dir)?;
-        let recovered = recovery::recover(&*fs, dir, opts.shards, opts.recovery, unix_ms())?;
+        let recovered = recovery::recover(
+            &*fs,
+            dir,
+            opts.shards,
+            opts.recovery,
+            unix_ms(),
+            opts.key_slot,
+        )?;
         let next_lsn = recovered.next_lsn;
         let (wal, stale) = if opts.appendonly {
             let wal = Wal::open(

@@ -95,6 +95,7 @@ pub fn recover(
     shards: usize,
     mode: RecoveryMode,
     now: u64,
+    key_slot: Option<fn(&[u8]) -> u16>,
 ) -> Result<Recovered, RecoveryError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -286,7 +287,7 @@ pub fn recover(
                             report.records += 1;
                             for e in effects {
                                 report.effects += 1;
-                                apply(&store, e, lsn, snap.as_ref(), now);
+                                apply(&store, e, lsn, snap.as_ref(), now, key_slot);
                             }
                         }
                     }
@@ -304,7 +305,7 @@ pub fn recover(
             report.records += 1;
             for e in effects {
                 report.effects += 1;
-                apply(&store, e, lsn, snap.as_ref(), now);
+                apply(&store, e, lsn, snap.as_ref(), now, key_slot);
             }
         }
         let len = fs.file_len(&seg.path).unwrap_or(seg.len);
@@ -392,7 +393,14 @@ fn find_next_record(data: &[u8], from: usize) -> Option<usize> {
     (from..data.len().saturating_sub(RECORD_HEADER)).find(|&p| read_record(data, p).is_ok())
 }
 
-fn apply(store: &Store, e: LoggedEffect, lsn: Lsn, snap: Option<&SnapshotMeta>, now: u64) {
+fn apply(
+    store: &Store,
+    e: LoggedEffect,
+    lsn: Lsn,
+    snap: Option<&SnapshotMeta>,
+    now: u64,
+    key_slot: Option<fn(&[u8]) -> u16>,
+) {
     let covered = |key: &[u8]| snap.is_some_and(|s| s.covers(key, lsn));
     match e {
         LoggedEffect::Set {
@@ -421,6 +429,27 @@ fn apply(store: &Store, e: LoggedEffect, lsn: Lsn, snap: Option<&SnapshotMeta>, 
             Some(s) if lsn <= s.max_covered => store.remove_where(|k| !s.covers(k, lsn)),
             _ => store.apply_logged(&[Effect::FlushAll], lsn, now),
         },
+        LoggedEffect::DropSlots { slots } => {
+            // Only cluster nodes log it, and a cluster node recovers with its slot map.
+            let Some(slot_of) = key_slot else {
+                tracing::warn!("record {lsn} drops cluster slots; not a cluster node: skipped");
+                return;
+            };
+            let doomed = |k: &[u8]| dse_engine::slot_in(&slots, slot_of(k));
+            match snap {
+                Some(s) if lsn <= s.max_covered => {
+                    store.remove_where(|k| doomed(k) && !s.covers(k, lsn))
+                }
+                _ => store.apply_logged(
+                    &[Effect::DropSlots {
+                        slots: &slots,
+                        slot_of,
+                    }],
+                    lsn,
+                    now,
+                ),
+            }
+        }
         // Element-level operations (collections, strings written in place), applied to
         // the key's replayed state.
         e => {

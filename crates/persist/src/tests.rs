@@ -32,6 +32,7 @@ fn opts(dir: &Path, fsync: FsyncPolicy) -> PersistOptions {
         recovery: RecoveryMode::Strict,
         segment_size: 64 << 20,
         shards: 8,
+        key_slot: None,
     }
 }
 

@@ -365,6 +365,16 @@ impl ClusterState {
         self.topology.role(key_slot(key)) == SlotRole::Primary
     }
 
+    /// The slots this node is primary for (cluster mode's FLUSHALL).
+    pub fn primary_slots(&self) -> dse_cluster::bus::SlotSet {
+        let t = &self.topology;
+        let mut set = dse_cluster::bus::SlotSet::new();
+        for &(start, end) in t.primary_ranges(t.myself) {
+            set.insert_range(start, end);
+        }
+        set
+    }
+
     /// Keys of the slots this node is primary for (DBSIZE), from the store's per-slot
     /// counts.
     pub fn primary_key_count(&self, store: &dse_engine::Store) -> u64 {

@@ -192,6 +192,11 @@ pub struct Options {
     #[arg(long)]
     pub write_quorum: Option<usize>,
 
+    /// Milliseconds a write waits for its replicas' acknowledgements before its reply
+    /// says it may not have reached them [default: 10000]
+    #[arg(long)]
+    pub quorum_timeout: Option<u64>,
+
     /// Answer -MOVED for keys of other nodes instead of forwarding the command
     /// [default: no]
     #[arg(long, num_args = 0..=1, default_missing_value = "yes")]
@@ -253,6 +258,8 @@ pub struct ClusterConfig {
     pub peers: Vec<dse_cluster::NodeSpec>,
     pub replicas: usize,
     pub write_quorum: usize,
+    /// `--quorum-timeout`, ms.
+    pub quorum_timeout: u64,
     /// Answer -MOVED instead of forwarding.
     pub redirect: bool,
     pub secret: Option<String>,
@@ -267,6 +274,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("peers", &self.peers)
             .field("replicas", &self.replicas)
             .field("write_quorum", &self.write_quorum)
+            .field("quorum_timeout", &self.quorum_timeout)
             .field("redirect", &self.redirect)
             .field("secret", &self.secret.as_ref().map(|_| "<hidden>"))
             .finish()
@@ -369,6 +377,7 @@ impl Options {
                 ("--replicas", pick!(replicas).is_some()),
                 ("--write-quorum", pick!(write_quorum).is_some()),
                 ("--cluster-redirect", pick!(cluster_redirect).is_some()),
+                ("--quorum-timeout", pick!(quorum_timeout).is_some()),
                 ("--cluster-secret", pick!(cluster_secret).is_some()),
             ];
             if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
@@ -457,12 +466,16 @@ impl Options {
                 peers.len() + 1
             ));
         }
+        if write_quorum > 1 && peers.len() + 1 > 64 {
+            return Err("--write-quorum above 1 supports clusters of at most 64 nodes".into());
+        }
         Ok(Some(ClusterConfig {
             myself,
             host_is_wildcard: host.is_none(),
             peers,
             replicas,
             write_quorum,
+            quorum_timeout: pick!(quorum_timeout).unwrap_or(10_000),
             redirect: pick!(cluster_redirect).is_some_and(|y| y.0),
             secret: pick!(cluster_secret).filter(|s| !s.is_empty()),
         }))

@@ -44,6 +44,11 @@ pub struct BusConn {
     pub side: Side,
     /// The connection's remote address (an acceptor checks it against `--peers`).
     pub addr: SocketAddr,
+    /// Outbound: the replication stream from `peer` (a primary of ours), not a
+    /// forwarding link.
+    pub repl: bool,
+    /// Inbound: the peer asked for our log (ReplStart); this connection sends it.
+    pub sender: bool,
 }
 
 pub enum Side {
@@ -447,6 +452,16 @@ impl BusConn {
             decoder: Decoder::new(HANDSHAKE_MAX_FRAME),
             side: Side::Outbound { peer, handshake },
             addr,
+            repl: false,
+            sender: false,
+        }
+    }
+
+    /// The connection a replica opens to its primary `peer` for the replication stream.
+    pub fn replication(peer: u16, handshake: Initiator, addr: SocketAddr) -> BusConn {
+        BusConn {
+            repl: true,
+            ..BusConn::outbound(peer, handshake, addr)
         }
     }
 
@@ -458,6 +473,8 @@ impl BusConn {
                 handshake: Some(handshake),
             },
             addr,
+            repl: false,
+            sender: false,
         }
     }
 

@@ -337,14 +337,32 @@ fn stats(srv: &Server, out: &mut String) {
     field(out, "total_error_replies", st.total(|l| &l.error_replies));
 }
 
+/// Cluster mode: every node is a master of its slots; `slaveN` lines are the nodes that
+/// copy them (offset: the highest of our LSNs they acknowledged), `masterN` lines the
+/// streams this node receives, `cluster_replicas` the nodes that should copy our slots.
 fn replication(srv: &Server, out: &mut String) {
     out.push_str("# Replication\r\n");
     field(out, "role", "master");
-    field(out, "connected_slaves", 0);
+    let (expected, live) = srv
+        .replication
+        .as_ref()
+        .map_or((0, 0), |r| r.replica_counts());
+    field(out, "connected_slaves", live);
+    if let (Some(r), Some(cluster)) = (&srv.replication, &srv.cluster) {
+        r.info(cluster, crate::server::unix_ms(), out);
+    }
+    if srv.cluster.is_some() {
+        field(out, "cluster_replicas", expected);
+    }
     field(out, "master_failover_state", "no-failover");
     field(out, "master_replid", &srv.runtime.replid);
     field(out, "master_replid2", "0".repeat(40));
-    field(out, "master_repl_offset", 0);
+    let offset = if srv.cluster.is_some() {
+        srv.persist.assigned()
+    } else {
+        0
+    };
+    field(out, "master_repl_offset", offset);
     field(out, "second_repl_offset", -1);
     field(out, "repl_backlog_active", 0);
 }

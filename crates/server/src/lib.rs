@@ -17,6 +17,7 @@ pub mod config;
 pub mod forward;
 pub mod info;
 pub mod long_double;
+pub mod replication;
 pub mod server;
 pub mod service;
 pub mod session;
@@ -140,6 +141,12 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         persist.clone(),
     ));
     let _ = srv.port.set(port);
+    // Installed once the server knows its replicas: in cluster mode the journal also
+    // notes which replicas each write must reach.
+    store.set_journal(match &srv.replication {
+        Some(r) => r.journal(persist.journal()),
+        None => persist.journal(),
+    });
     if let Some(wal) = persist.wal() {
         let weak = Arc::downgrade(&srv);
         wal.set_notify(Box::new(move |acked| {
@@ -224,8 +231,8 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
     Ok(())
 }
 
-/// Locks the data directory, loads the newest snapshot, replays the log, and installs
-/// the log as the store's journal.
+/// Locks the data directory, loads the newest snapshot and replays the log (the caller
+/// installs the log as the store's journal).
 fn open_persistence(
     config: &Config,
 ) -> Result<(Arc<dse_persist::Persistence>, Arc<dse_engine::Store>), String> {
@@ -237,6 +244,10 @@ fn open_persistence(
         recovery: config.wal_recovery,
         segment_size: config.wal_segment_size,
         shards: config.shards,
+        key_slot: config
+            .cluster
+            .as_ref()
+            .map(|_| dse_cluster::key_slot as fn(&[u8]) -> u16),
     };
     let started = std::time::Instant::now();
     let (persist, store, report) =
@@ -275,7 +286,5 @@ fn open_persistence(
         started.elapsed().as_millis(),
         store.len()
     );
-    let store = Arc::new(store);
-    store.set_journal(persist.journal());
-    Ok((persist, store))
+    Ok((persist, Arc::new(store)))
 }

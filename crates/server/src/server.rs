@@ -28,6 +28,9 @@ pub enum Msg {
     /// The log acknowledged every record up to this LSN: release the replies that
     /// waited for it.
     LogAcked(Lsn),
+    /// Replication has news for this loop (the log grew: senders ship it; a replica
+    /// acknowledged: replies and WAITs waiting for it may go).
+    ReplWake,
 }
 
 /// Connections of one loop whose replies wait for the log, with the LSN each waits for.
@@ -176,6 +179,11 @@ pub struct Server {
     pub cluster: Option<ClusterState>,
     /// Cluster mode: this node's links to the others, per event loop (forwarding).
     pub forwarding: Option<crate::forward::Forwarding>,
+    /// Cluster mode: the streams to this node's replicas and from its primaries, and the
+    /// write quorum (`None` outside cluster mode or with nothing to replicate).
+    pub replication: Option<Arc<crate::replication::Replication>>,
+    /// Per loop: connections waiting for replicas (held writes, WAIT).
+    pub repl_waiters: crate::replication::Waiters,
     /// Cluster mode: each node's bus address and the IP addresses it may connect from,
     /// resolved once at start.
     pub bus_addrs: Vec<Option<std::net::SocketAddr>>,
@@ -245,6 +253,16 @@ impl Server {
             }
             None => (None, Vec::new(), Vec::new()),
         };
+        let replication = cluster.as_ref().and_then(|c| {
+            crate::replication::Replication::new(
+                c,
+                config.threads,
+                c.config.quorum_timeout,
+                store.clone(),
+                persist.clone(),
+            )
+            .map(Arc::new)
+        });
         let stats = Stats {
             loops: (0..config.threads)
                 .map(|_| LoopStats::new(table.len()))
@@ -254,6 +272,8 @@ impl Server {
         };
         Server {
             forwarding,
+            replication,
+            repl_waiters: crate::replication::Waiters::new(config.threads),
             bus_addrs,
             peer_ips,
             store,
@@ -331,6 +351,7 @@ impl Server {
                 recovery: dse_persist::RecoveryMode::Strict,
                 segment_size: 1 << 20,
                 shards: config.shards,
+                key_slot: None,
             },
             Arc::new(dse_persist::StdFs),
         )
@@ -372,6 +393,9 @@ impl Server {
             if w.min.load(Ordering::Relaxed) <= acked {
                 self.send(i, Msg::LogAcked(acked));
             }
+        }
+        if let Some(r) = &self.replication {
+            r.log_advanced(&self.repl_waiters, |i| self.send(i, Msg::ReplWake));
         }
     }
 

@@ -291,9 +291,11 @@ impl Service {
         io: &mut Io<'_>,
         batch_start: usize,
         needed: Lsn,
+        replicas: u64,
     ) {
         if session.held.is_empty()
             && session.remotes.is_empty()
+            && replicas == 0
             && self.srv.persist.acked() >= needed
         {
             return;
@@ -302,9 +304,14 @@ impl Service {
             for r in session.remotes.iter_mut() {
                 r.0 -= batch_start;
             }
-            session
-                .held
-                .push(needed, &io.out[batch_start..], &session.remotes);
+            let since = if replicas != 0 { unix_ms() } else { 0 };
+            session.held.push_quorum(
+                needed,
+                replicas,
+                since,
+                &io.out[batch_start..],
+                &session.remotes,
+            );
             session.remotes.clear();
             io.out.truncate(batch_start);
         }
@@ -333,10 +340,19 @@ impl Service {
             return;
         };
         let s = &mut state.session;
-        s.held.release(acked, out);
+        match self.srv.replication.as_deref() {
+            Some(q) => s
+                .held
+                .release_quorum(acked, |lsn, m| q.acked_by(lsn, m), out),
+            None => s.held.release(acked, out),
+        }
         match (s.held.front(), s.held.first_lsn()) {
             // The forward's replies come through `end_of_turn`, which releases again.
             (Some(crate::session::Wait::Remote { done: false, .. }), _) => {}
+            // The log has it; the replicas do not yet.
+            (Some(_), Some(_)) if s.held.front_waits_for_replicas(acked) => {
+                self.wait_for_replicas(loop_index, s, r);
+            }
             (Some(_), Some(next)) => {
                 if !s.log_waiting {
                     s.log_waiting = true;
@@ -523,6 +539,9 @@ impl Service {
         let input = io.input;
         let batch_start = io.out.len();
         dse_engine::observed_lsn_reset();
+        if srv.replication.is_some() {
+            crate::replication::take_batch_mask();
+        }
         let mut batch = Batch {
             loop_index: cx.loop_index,
             now: unix_ms(),
@@ -556,7 +575,12 @@ impl Service {
                     Ok(Some(name)) => match self.admit(bus, &name) {
                         Some(peer) => {
                             bus.peer = Some(peer);
-                            if let (Side::Outbound { .. }, Some(fwd)) = (&bus.side, &srv.forwarding)
+                            if bus.repl {
+                                if let Some(repl) = &srv.replication {
+                                    repl.stream_start(peer, io.out);
+                                }
+                            } else if let (Side::Outbound { .. }, Some(fwd)) =
+                                (&bus.side, &srv.forwarding)
                             {
                                 fwd.link_ready(cx.loop_index, peer);
                             }
@@ -592,6 +616,22 @@ impl Service {
                         break;
                     }
                 }
+                (
+                    frame @ (Frame::ReplStart { .. }
+                    | Frame::ReplAck { .. }
+                    | Frame::SyncBegin { .. }
+                    | Frame::SyncChunk { .. }
+                    | Frame::SyncEnd { .. }
+                    | Frame::Records { .. }),
+                    _,
+                ) => {
+                    if let Err(e) = self.replication_frame(cx.loop_index, bus, session.conn, &frame)
+                    {
+                        tracing::warn!("replication with {}: {e}", bus.addr);
+                        io.close = Close::Now;
+                        break;
+                    }
+                }
                 (Frame::Refused { reason }, _) => {
                     tracing::warn!("cluster bus: {} closed the link: {reason}", bus.addr);
                     io.close = Close::Now;
@@ -610,9 +650,19 @@ impl Service {
         }
         drop(batch);
         io.consumed = off;
+        if bus.repl
+            && let (Some(repl), Some(peer)) = (&srv.replication, bus.peer)
+        {
+            // Held below until this node's own log acknowledges what was applied.
+            repl.ack(peer, io.out);
+        }
         let needed = dse_engine::observed_lsn_reset();
-        if needed > 0 || !session.held.is_empty() {
-            self.hold_for_log(cx.loop_index, session, io, batch_start, needed);
+        let replicas = match srv.replication {
+            Some(_) => crate::replication::take_batch_mask(),
+            None => 0,
+        };
+        if needed > 0 || replicas != 0 || !session.held.is_empty() {
+            self.hold_for_log(cx.loop_index, session, io, batch_start, needed, replicas);
         }
     }
 
@@ -731,6 +781,9 @@ impl Handler for Service {
         let out_limit = io.out_limit();
         let batch_start = io.out.len();
         dse_engine::observed_lsn_reset();
+        if self.srv.replication.is_some() {
+            crate::replication::take_batch_mask();
+        }
         let mut batch = Batch {
             loop_index: cx.loop_index,
             now: unix_ms(),
@@ -747,6 +800,10 @@ impl Handler for Service {
                     off += consumed;
                     if session.close_after_reply {
                         io.close = Close::AfterFlush;
+                        break;
+                    }
+                    // WAIT blocks the connection: nothing after it runs until it answers.
+                    if session.wait.is_some() {
                         break;
                     }
                     // An EXEC on another loop waiting for this gate goes first.
@@ -779,14 +836,24 @@ impl Handler for Service {
             .store((input.len() - off) as u64, Ordering::Relaxed);
         close_forward_batch(&self.srv, cx.loop_index, session);
         let needed = dse_engine::observed_lsn_reset();
-        if needed > 0 || !session.held.is_empty() || !session.remotes.is_empty() {
-            self.hold_for_log(cx.loop_index, session, io, batch_start, needed);
+        let replicas = match self.srv.replication {
+            Some(_) => batch_replicas(session, needed),
+            None => 0,
+        };
+        if needed > 0 || replicas != 0 || !session.held.is_empty() || !session.remotes.is_empty() {
+            self.hold_for_log(cx.loop_index, session, io, batch_start, needed, replicas);
+        }
+        if session.wait.is_some() {
+            self.block_for_wait(cx.loop_index, session, io);
         }
     }
 
     fn closed(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
         match &conn.bus {
             None => self.srv.clients.remove(conn.session.id()),
+            Some(bus) if bus.repl || bus.sender => {
+                replication_closed(&self.srv, cx.loop_index, bus, conn.session.conn);
+            }
             Some(bus) => {
                 if let (Side::Outbound { peer, .. }, Some(fwd), Some(cluster)) =
                     (&bus.side, &self.srv.forwarding, &self.srv.cluster)
@@ -802,6 +869,7 @@ impl Handler for Service {
         match msg {
             Msg::Kill(r) => conns.close(r, Close::Now),
             Msg::LogAcked(acked) => self.release_for_log(cx.loop_index, conns, acked),
+            Msg::ReplWake => self.replication_news(cx.loop_index, conns, None),
         }
     }
 
@@ -827,6 +895,9 @@ impl Handler for Service {
         if let Some(fwd) = &self.srv.forwarding {
             self.flush_forwards(cx.loop_index, conns, fwd);
         }
+        if let Some(repl) = &self.srv.replication {
+            self.pump_senders(cx.loop_index, conns, repl);
+        }
     }
 
     fn tick(&self, cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>) {
@@ -842,6 +913,12 @@ impl Handler for Service {
             let end = (start + per).min(n);
             srv.store
                 .active_expire(start..end, now, 16, now ^ (cx.loop_index as u64) << 32);
+        }
+        if let Some(repl) = &srv.replication {
+            self.replication_tick(cx.loop_index, conns, repl);
+        }
+        if srv.repl_waiters.any(cx.loop_index) {
+            self.replication_news(cx.loop_index, conns, Some(now));
         }
         let timeout = srv.runtime.timeout.load(Ordering::Relaxed);
         if timeout > 0 {
@@ -863,6 +940,249 @@ impl Handler for Service {
             while samples.len() > 16 {
                 samples.pop_front();
             }
+        }
+    }
+}
+
+/// Cluster mode, at the end of a client batch: what the batch depends on (for WAIT), and
+/// the replicas its writes must reach.
+#[cold]
+#[inline(never)]
+fn batch_replicas(session: &mut Session, needed: Lsn) -> u64 {
+    session.last_lsn = session.last_lsn.max(needed);
+    crate::replication::take_batch_mask()
+}
+
+/// A replication connection closed: a stream from a primary (reopened by the tick) or
+/// one to a replica (it no longer counts as live).
+#[cold]
+fn replication_closed(srv: &Server, loop_index: usize, bus: &BusConn, conn: ConnRef) {
+    let Some(repl) = &srv.replication else { return };
+    if let (true, Side::Outbound { peer, .. }) = (bus.repl, &bus.side) {
+        repl.stream_closed(*peer, conn);
+    }
+    if bus.sender {
+        repl.sender_closed(loop_index, conn);
+    }
+}
+
+/// Replication (`replication.rs`): the streams' connections, writes held for replicas,
+/// WAIT.
+impl Service {
+    /// The oldest held run waits for replicas only: listed until they acknowledge it.
+    #[cold]
+    fn wait_for_replicas(&self, loop_index: usize, s: &mut Session, r: ConnRef) {
+        let (Some(q), Some((lsn, mask))) = (&self.srv.replication, s.held.front_quorum()) else {
+            return;
+        };
+        if s.repl_waiting {
+            return;
+        }
+        s.repl_waiting = true;
+        let srv = &*self.srv;
+        srv.repl_waiters.add(
+            loop_index,
+            r,
+            || !q.acked_by(lsn, mask),
+            |i| srv.send(i, Msg::ReplWake),
+        );
+    }
+
+    /// A WAIT that could not answer at once: the connection's input stops until it does.
+    #[cold]
+    fn block_for_wait(&self, loop_index: usize, session: &mut Session, io: &mut Io<'_>) {
+        io.pause = true;
+        if session.repl_waiting {
+            return;
+        }
+        session.repl_waiting = true;
+        let srv = &*self.srv;
+        let wait = session.wait;
+        srv.repl_waiters.add(
+            loop_index,
+            session.conn,
+            || match (wait, &srv.replication) {
+                (Some(w), Some(q)) => q.count_acked(w.lsn) < w.replicas,
+                _ => true,
+            },
+            |i| srv.send(i, Msg::ReplWake),
+        );
+    }
+
+    /// Replicas acknowledged more (a message), or the tick (`now`: time limits too): the
+    /// waiting connections of this loop release what they can and answer their WAITs.
+    fn replication_news(&self, loop_index: usize, conns: &mut Conns<'_, Conn>, now: Option<u64>) {
+        let srv = &*self.srv;
+        if now.is_none() {
+            srv.repl_waiters.woken(loop_index);
+        }
+        let waiting = srv.repl_waiters.take(loop_index);
+        if waiting.is_empty() {
+            return;
+        }
+        let acked = srv.persist.acked();
+        let now_ms = now.unwrap_or_else(unix_ms);
+        for r in waiting {
+            let Some(ConnMut { state, out }) = conns.get(r) else {
+                continue;
+            };
+            let bus = state.bus.is_some();
+            let s = &mut state.session;
+            s.repl_waiting = false;
+            if let (Some(now), Some(q)) = (now, &srv.replication) {
+                let timeout = q.timeout_ms.load(Ordering::Relaxed);
+                s.held.expire_quorum(now.saturating_sub(timeout), |run| {
+                    if bus {
+                        crate::replication::bus_replies_as_errors(run)
+                    } else {
+                        crate::session::replies_as_errors(
+                            run,
+                            crate::replication::QUORUM_TIMEOUT_ERROR.as_bytes(),
+                        )
+                    }
+                });
+            }
+            if let Some(w) = s.wait {
+                let count = srv.replication.as_ref().map_or(0, |q| q.count_acked(w.lsn));
+                if count >= w.replicas || (w.deadline != 0 && now_ms >= w.deadline) {
+                    s.wait = None;
+                    let reply = format!(":{count}\r\n");
+                    if s.held.is_empty() {
+                        out.extend_from_slice(reply.as_bytes());
+                    } else {
+                        s.held.push(0, reply.as_bytes(), &[]);
+                    }
+                    let resume = !s.paused_for_log;
+                    if resume {
+                        conns.resume(r);
+                    }
+                } else {
+                    s.repl_waiting = true;
+                    let wait = w;
+                    srv.repl_waiters.add(
+                        loop_index,
+                        r,
+                        || {
+                            srv.replication
+                                .as_ref()
+                                .is_none_or(|q| q.count_acked(wait.lsn) < wait.replicas)
+                        },
+                        |i| srv.send(i, Msg::ReplWake),
+                    );
+                }
+            }
+            self.release(loop_index, conns, r, acked);
+        }
+    }
+
+    /// End of the turn: the senders of this loop with something to send fill their
+    /// connections' output (up to a limit; they go on once it drains).
+    fn pump_senders(
+        &self,
+        loop_index: usize,
+        conns: &mut Conns<'_, Conn>,
+        repl: &crate::replication::Replication,
+    ) {
+        let busy = repl.busy_senders(loop_index);
+        if busy.is_empty() {
+            return;
+        }
+        let now = unix_ms();
+        for r in busy {
+            let Some(c) = conns.get(r) else { continue };
+            if let Err(e) = repl.pump(loop_index, r, c.out, now) {
+                tracing::warn!("replication stream: {e}; closing it");
+                conns.close(r, Close::Now);
+            }
+        }
+    }
+
+    /// Opens the streams from this loop's primaries that are down, and closes those
+    /// DEBUG REPL-DROP asked to.
+    fn replication_tick(
+        &self,
+        loop_index: usize,
+        conns: &mut Conns<'_, Conn>,
+        repl: &crate::replication::Replication,
+    ) {
+        for r in repl.streams_to_drop(loop_index) {
+            conns.close(r, Close::Now);
+        }
+        let Some(fwd) = &self.srv.forwarding else {
+            return;
+        };
+        for peer in repl.streams_to_open(loop_index, unix_ms()) {
+            let Some(addr) = self.srv.bus_addrs.get(peer as usize).copied().flatten() else {
+                continue;
+            };
+            let mut hello = Vec::new();
+            let Ok(initiator) =
+                dse_cluster::bus::Initiator::start(&fwd.my_name, fwd.auth.clone(), &mut hello)
+            else {
+                continue;
+            };
+            let bus = BusConn::replication(peer, initiator, addr);
+            if let Ok(r) = conns.connect(addr, self.outbound_conn(loop_index, bus, addr)) {
+                if let Some(c) = conns.get(r) {
+                    c.out.extend_from_slice(&hello);
+                    c.state.session.conn = r;
+                }
+                repl.stream_opened(peer, r);
+            }
+        }
+    }
+
+    /// The state of a connection this node opens to another node.
+    fn outbound_conn(&self, loop_index: usize, bus: BusConn, addr: std::net::SocketAddr) -> Conn {
+        let placeholder = ConnRef {
+            loop_index: loop_index as u32,
+            token: u32::MAX,
+            id: 0,
+        };
+        let meta = Arc::new(ClientMeta::new(
+            placeholder,
+            addr.to_string(),
+            String::new(),
+            unix_ms(),
+        ));
+        let mut session = Session::new(placeholder, meta);
+        session.internal = true;
+        Conn {
+            framing: self.framing(),
+            session,
+            bus: Some(Box::new(bus)),
+        }
+    }
+
+    /// A replication frame on a bus connection: a replica's ReplStart or ReplAck (we are
+    /// its primary), or our primary's stream.
+    fn replication_frame(
+        &self,
+        loop_index: usize,
+        bus: &mut BusConn,
+        conn: ConnRef,
+        frame: &Frame<'_>,
+    ) -> Result<(), String> {
+        let srv = &*self.srv;
+        let (Some(repl), Some(peer)) = (&srv.replication, bus.peer) else {
+            return Err("this node does not replicate".into());
+        };
+        match (*frame, &bus.side) {
+            (Frame::ReplStart { from_lsn }, Side::Inbound { .. }) if !bus.sender => {
+                if !repl.start_sender(loop_index, conn, peer, from_lsn) {
+                    return Err("the peer copies no slot of this node".into());
+                }
+                bus.sender = true;
+                Ok(())
+            }
+            (Frame::ReplAck { lsn }, Side::Inbound { .. }) if bus.sender => {
+                repl.on_ack(peer, lsn, unix_ms(), &srv.repl_waiters, |i| {
+                    srv.send(i, Msg::ReplWake)
+                });
+                Ok(())
+            }
+            (_, Side::Outbound { .. }) if bus.repl => repl.receive(peer, frame, unix_ms()),
+            _ => Err(format!("unexpected {} frame", frame.label())),
         }
     }
 }

@@ -47,6 +47,23 @@ pub struct Session {
     pub tx: Transaction,
     /// READONLY (cluster mode): reads may run on slots this node holds a replica of.
     pub readonly: bool,
+    /// Listed in this loop's replication waiters (held replies waiting for replicas, or
+    /// WAIT); at most once while true.
+    pub repl_waiting: bool,
+    /// A WAIT blocking this connection (its input is paused until it is answered).
+    pub wait: Option<WaitCall>,
+    /// Cluster mode: the highest LSN the connection's commands wrote or read (WAIT).
+    pub last_lsn: dse_engine::Lsn,
+}
+
+/// A WAIT in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitCall {
+    /// What the replicas must acknowledge.
+    pub lsn: dse_engine::Lsn,
+    pub replicas: usize,
+    /// Milliseconds since the epoch; 0 waits for ever.
+    pub deadline: u64,
 }
 
 impl Session {
@@ -66,6 +83,9 @@ impl Session {
             close_when_released: false,
             tx: Transaction::default(),
             readonly: false,
+            repl_waiting: false,
+            wait: None,
+            last_lsn: 0,
         }
     }
 
@@ -105,6 +125,10 @@ struct Mark {
     /// End offset in `bytes` of what this mark holds.
     end: usize,
     wait: Wait,
+    /// Replicas (bit per node index) that must acknowledge the run's LSN too (cluster
+    /// mode's write quorum), and since when it is held (ms since the epoch).
+    replicas: u64,
+    since: u64,
 }
 
 /// What a run of held bytes waits for.
@@ -165,32 +189,45 @@ impl HeldReplies {
     /// `remotes` (offset in `replies` where each belongs, its id) to be put in place when
     /// they come.
     pub fn push(&mut self, lsn: dse_engine::Lsn, replies: &[u8], remotes: &[(usize, u64)]) {
+        self.push_quorum(lsn, 0, 0, replies, remotes);
+    }
+
+    /// [`HeldReplies::push`] for a batch whose writes the replicas of `replicas` must
+    /// acknowledge too; `now` is when it started waiting.
+    pub fn push_quorum(
+        &mut self,
+        lsn: dse_engine::Lsn,
+        replicas: u64,
+        now: u64,
+        replies: &[u8],
+        remotes: &[(usize, u64)],
+    ) {
+        let mark = |end, wait| Mark {
+            end,
+            wait,
+            replicas,
+            since: now,
+        };
         let lsn = lsn.max(self.last_lsn());
         let mut from = 0;
         for &(at, id) in remotes {
             if at > from {
                 self.bytes.extend_from_slice(&replies[from..at]);
-                self.marks.push_back(Mark {
-                    end: self.bytes.len(),
-                    wait: Wait::Log(lsn),
-                });
+                self.marks.push_back(mark(self.bytes.len(), Wait::Log(lsn)));
                 from = at;
             }
-            self.marks.push_back(Mark {
-                end: self.bytes.len(),
-                wait: Wait::Remote {
+            self.marks.push_back(mark(
+                self.bytes.len(),
+                Wait::Remote {
                     id,
                     done: false,
                     lsn,
                 },
-            });
+            ));
         }
         if from < replies.len() {
             self.bytes.extend_from_slice(&replies[from..]);
-            self.marks.push_back(Mark {
-                end: self.bytes.len(),
-                wait: Wait::Log(lsn),
-            });
+            self.marks.push_back(mark(self.bytes.len(), Wait::Log(lsn)));
         }
     }
 
@@ -218,12 +255,23 @@ impl HeldReplies {
     /// Moves what can go (log acknowledged up to `acked`, forwards answered) to `out`, in
     /// order, stopping at the first run that must still wait.
     pub fn release(&mut self, acked: dse_engine::Lsn, out: &mut Vec<u8>) {
+        self.release_quorum(acked, |_, _| true, out);
+    }
+
+    /// [`HeldReplies::release`] where a run waiting for replicas also needs
+    /// `replicas_have(lsn, replicas)`.
+    pub fn release_quorum(
+        &mut self,
+        acked: dse_engine::Lsn,
+        replicas_have: impl Fn(dse_engine::Lsn, u64) -> bool,
+        out: &mut Vec<u8>,
+    ) {
         let mut end = 0;
         while let Some(m) = self.marks.front() {
             let ready = match m.wait {
                 Wait::Log(lsn) => lsn <= acked,
                 Wait::Remote { done, lsn, .. } => done && lsn <= acked,
-            };
+            } && (m.replicas == 0 || replicas_have(m.lsn(), m.replicas));
             if !ready {
                 break;
             }
@@ -242,6 +290,73 @@ impl HeldReplies {
             self.bytes = Vec::new();
         }
     }
+}
+
+impl Mark {
+    fn lsn(&self) -> dse_engine::Lsn {
+        match self.wait {
+            Wait::Log(lsn) | Wait::Remote { lsn, .. } => lsn,
+        }
+    }
+}
+
+impl HeldReplies {
+    /// The LSN and replicas the oldest run waits for.
+    pub fn front_quorum(&self) -> Option<(dse_engine::Lsn, u64)> {
+        self.marks.front().map(|m| (m.lsn(), m.replicas))
+    }
+
+    /// Whether the oldest run waits for replicas (and nothing else).
+    pub fn front_waits_for_replicas(&self, acked: dse_engine::Lsn) -> bool {
+        self.marks.front().is_some_and(|m| {
+            m.replicas != 0
+                && match m.wait {
+                    Wait::Log(lsn) => lsn <= acked,
+                    Wait::Remote { done, lsn, .. } => done && lsn <= acked,
+                }
+        })
+    }
+
+    /// Runs that have waited for replicas since before `deadline` are replaced by what
+    /// `rewrite` makes of them (the same replies as errors); returns whether any were.
+    pub fn expire_quorum(&mut self, deadline: u64, rewrite: impl Fn(&[u8]) -> Vec<u8>) -> bool {
+        let mut changed = false;
+        for i in 0..self.marks.len() {
+            let m = self.marks[i];
+            if m.replicas == 0 || m.since > deadline {
+                continue;
+            }
+            if matches!(m.wait, Wait::Remote { done: false, .. }) {
+                continue;
+            }
+            let start = if i == 0 { 0 } else { self.marks[i - 1].end };
+            let replacement = rewrite(&self.bytes[start..m.end]);
+            let delta = replacement.len() as isize - (m.end - start) as isize;
+            self.bytes.splice(start..m.end, replacement);
+            for later in self.marks.iter_mut().skip(i) {
+                later.end = later.end.wrapping_add_signed(delta);
+            }
+            self.marks[i].replicas = 0;
+            changed = true;
+        }
+        changed
+    }
+}
+
+/// `replies` (whole RESP replies) each replaced by the error `error`.
+pub fn replies_as_errors(replies: &[u8], error: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < replies.len() {
+        match dse_proto::ReplyParser::frame_len(&replies[at..]) {
+            Ok(Some(len)) if len > 0 => {
+                at += len;
+                out.extend_from_slice(error);
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 /// The handler's per-connection state.
@@ -277,5 +392,27 @@ mod held_tests {
         assert_eq!(out, b"+A\r\n$1\r\nB\r\n+C\r\n:2\r\n");
         assert!(h.is_empty());
         assert!(!h.fill(3, b"x"));
+    }
+
+    #[test]
+    fn runs_wait_for_their_replicas_and_time_out_in_place() {
+        let mut h = HeldReplies::default();
+        h.push_quorum(5, 0b10, 1000, b"+OK\r\n:1\r\n", &[]);
+        h.push_quorum(6, 0, 0, b"$1\r\nx\r\n", &[]);
+        h.push_quorum(7, 0b10, 2000, b"+OK\r\n", &[]);
+        let mut out = Vec::new();
+        h.release_quorum(10, |_, _| false, &mut out);
+        assert!(out.is_empty(), "the first run waits for node 1");
+        assert_eq!(h.front_quorum(), Some((5, 0b10)));
+        assert!(h.front_waits_for_replicas(10));
+        assert!(!h.front_waits_for_replicas(4), "the log comes first");
+        // Past the first run's deadline only: its two replies become errors.
+        assert!(h.expire_quorum(1500, |run| replies_as_errors(run, b"-E\r\n")));
+        h.release_quorum(10, |lsn, _| lsn < 7, &mut out);
+        assert_eq!(out, b"-E\r\n-E\r\n$1\r\nx\r\n");
+        h.release_quorum(10, |_, mask| mask == 0b10, &mut out);
+        assert_eq!(out, b"-E\r\n-E\r\n$1\r\nx\r\n+OK\r\n");
+        assert!(h.is_empty());
+        assert!(!h.expire_quorum(u64::MAX, |_| Vec::new()));
     }
 }

@@ -42,4 +42,5 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     hyperloglog::COMMANDS,
     sort::COMMANDS,
     dump::COMMANDS,
+    crate::replication::COMMANDS,
 ];

@@ -126,8 +126,18 @@ fn flush_mode(ctx: &Ctx, a: &Args) -> Result<bool, CmdError> {
 }
 
 /// Empties the store; with `lazy`, the old contents are dropped on a thread of their
-/// own so that a large keyspace does not stall this loop.
+/// own so that a large keyspace does not stall this loop. A cluster node empties the
+/// slots it is primary for (replicated like any write); its replica copies of other
+/// nodes' slots stay.
 fn flush(ctx: &mut Ctx, lazy: bool) -> CmdResult {
+    if let Some(cluster) = &ctx.srv.cluster {
+        let slots = cluster.primary_slots();
+        ctx.srv
+            .store
+            .drop_slots(slots.view().as_bytes(), dse_cluster::key_slot)?;
+        ctx.out.ok();
+        return Ok(());
+    }
     let old = ctx.srv.store.flush_all()?;
     if lazy {
         // Should the thread not start, the closure, and the contents with it, are
@@ -239,15 +249,20 @@ const DEBUG_HELP: &[&str] = &[
     "    default.",
     "SLEEP <seconds>",
     "    Stop the server for <seconds>. Decimals allowed.",
+    "REPL-DROP",
+    "    Cluster mode: close the replication streams this node receives; they reopen",
+    "    and resume from the primaries' logs.",
 ];
 
-/// `DEBUG OBJECT key | SLEEP seconds | SET-ACTIVE-EXPIRE 0|1 | HELP`.
+/// `DEBUG OBJECT key | SLEEP seconds | SET-ACTIVE-EXPIRE 0|1 | REPL-DROP | HELP`.
 ///
 /// - OBJECT → a status line in Redis's format; `serializedlength` is the RDB size
 ///   without compression.
 /// - SLEEP → OK after the time passes (fractions allowed, 0 returns at once). It stops
 ///   this event loop, and the clients it serves, as DEBUG SLEEP stops Redis.
 /// - SET-ACTIVE-EXPIRE → OK; 0 stops the background expiry cycle.
+/// - REPL-DROP → OK (cluster mode: the replication streams this node receives break, as
+///   a network fault would break them, and resume from the log).
 fn debug(ctx: &mut Ctx, a: Args) -> CmdResult {
     let sub = &a[1];
     if args::is(sub, "help") && a.len() == 2 {
@@ -258,6 +273,11 @@ fn debug(ctx: &mut Ctx, a: Args) -> CmdResult {
         let secs = leading_float(&a[2]);
         if secs > 0.0 {
             std::thread::sleep(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
+        }
+        ctx.out.ok();
+    } else if args::is(sub, "repl-drop") && a.len() == 2 {
+        if let Some(r) = &ctx.srv.replication {
+            r.drop_streams();
         }
         ctx.out.ok();
     } else if args::is(sub, "set-active-expire") && a.len() == 3 {
