@@ -5,6 +5,7 @@
 
 mod util;
 
+mod blocking;
 mod client;
 mod config;
 mod connection;
@@ -16,6 +17,7 @@ mod network;
 mod persistence;
 mod server;
 mod sets;
+mod slowlog;
 mod strings;
 mod transactions;
 mod zsets;

@@ -8,6 +8,7 @@
 //! - [`config`]: flags, TOML file and defaults.
 
 pub mod args;
+pub mod blocked;
 pub mod clients;
 pub mod cmd;
 pub mod command;
@@ -123,6 +124,7 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         persist.clone(),
     ));
     let _ = srv.port.set(port);
+    blocked::install(&srv);
     if let Some(wal) = persist.wal() {
         let weak = Arc::downgrade(&srv);
         wal.set_notify(Box::new(move |acked| {

@@ -27,6 +27,9 @@ pub enum Msg {
     /// The log acknowledged every record up to this LSN: release the replies that
     /// waited for it.
     LogAcked(Lsn),
+    /// Blocked and paused clients: a key they wait on got data, CLIENT UNBLOCK, the end
+    /// of a CLIENT PAUSE (see `blocked.rs`).
+    Blocking(crate::blocked::Note),
 }
 
 /// Connections of one loop whose replies wait for the log, with the LSN each waits for.
@@ -175,6 +178,9 @@ pub struct Server {
     pub runtime: Runtime,
     pub stats: Stats,
     pub clients: Clients,
+    /// Clients blocked on keys and clients held by CLIENT PAUSE.
+    pub blocking: crate::blocked::Blocking,
+    pub slowlog: crate::cmd::slowlog::SlowLog,
     pub net: OnceLock<Arc<NetShared>>,
     pub loops: OnceLock<Arc<[LoopHandle<Msg>]>>,
     pub started: Instant,
@@ -202,6 +208,7 @@ impl Server {
             errors: Mutex::new(Default::default()),
             ops_samples: Mutex::new(Default::default()),
         };
+        let shards = store.shard_count();
         Server {
             store,
             persist,
@@ -239,6 +246,8 @@ impl Server {
                 peak_memory: AtomicU64::new(0),
                 replid: random_hex(40),
             },
+            blocking: crate::blocked::Blocking::new(config.threads, shards),
+            slowlog: crate::cmd::slowlog::SlowLog::default(),
             table,
             tx,
             stats,

@@ -12,6 +12,7 @@ use dse_engine::Lsn;
 use dse_net::{ConnMut, ConnRef};
 use parking_lot::RwLockReadGuard;
 
+use crate::blocked;
 use crate::clients::ClientMeta;
 use crate::cmd::transactions;
 use crate::command::Ctx;
@@ -31,13 +32,15 @@ impl Service {
     }
 
     /// Resolves one command and runs it (or queues it, inside MULTI), writing its reply.
+    /// Returns false, running nothing, when a CLIENT PAUSE holds the command back: it
+    /// stays unconsumed.
     fn execute(
         &self,
         batch: &mut Batch<'_>,
         session: &mut Session,
         reply: &mut Reply<'_>,
         args: Args<'_>,
-    ) {
+    ) -> bool {
         let srv = &*self.srv;
         let loop_index = batch.loop_index;
         let idx = match srv.table.resolve(&args) {
@@ -46,9 +49,12 @@ impl Service {
                 let msg = transactions::rejected(srv, session, &args, e.message());
                 reply.error(&msg);
                 srv.stats.record_error(loop_index, &msg);
-                return;
+                return true;
             }
         };
+        if srv.blocking.pause_set() && blocked::postpone(srv, session, loop_index, idx, batch.now) {
+            return false;
+        }
         if session.tx.in_multi() && transactions::queue(srv, loop_index, session, reply, idx, &args)
         {
             session.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
@@ -56,7 +62,7 @@ impl Service {
                 .meta
                 .last_active_ms
                 .store(batch.now, Ordering::Relaxed);
-            return;
+            return true;
         }
         let mut ctx = Ctx {
             srv,
@@ -71,6 +77,7 @@ impl Service {
         } else {
             dispatch(&mut ctx, args, &mut batch.clock);
         }
+        true
     }
 }
 
@@ -108,11 +115,10 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_, '_>, args: Args<'_>, clock: &mut Instan
         bump(&cmd_stats.failed, 1);
     }
     let end = Instant::now();
+    let usec = end.duration_since(*clock).as_micros() as u64;
     bump(&cmd_stats.calls, 1);
-    bump(
-        &cmd_stats.usec,
-        end.duration_since(*clock).as_micros() as u64,
-    );
+    bump(&cmd_stats.usec, usec);
+    srv.slowlog.observe(ctx, spec, args, usec);
     bump(&stats.commands, 1);
     *clock = end;
     ctx.sess.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
@@ -188,7 +194,11 @@ impl Service {
                 }
             }
             None => {
-                let (resume, close) = (s.paused_for_log, s.close_when_released);
+                // A blocked client stays paused: its block resumes it.
+                let (resume, close) = (
+                    s.paused_for_log && !s.block.holds_input(),
+                    s.close_when_released,
+                );
                 s.paused_for_log = false;
                 s.close_when_released = false;
                 conns.unhold(r);
@@ -274,10 +284,23 @@ impl Handler for Service {
             match framing.parser.parse(&input[off..], &mut framing.ranges) {
                 Ok(ParseOutcome::Complete { consumed }) => {
                     let args = framing.parser.args(&input[off..], &framing.ranges);
-                    self.execute(&mut batch, session, &mut reply, args);
+                    let mark = reply.len();
+                    if !self.execute(&mut batch, session, &mut reply, args) {
+                        // CLIENT PAUSE: the command runs when the pause ends.
+                        io.pause = true;
+                        break;
+                    }
+                    if !session.reply_mode.is_on() {
+                        session.reply_mode.command_done(&mut reply, mark);
+                    }
                     off += consumed;
                     if session.close_after_reply {
                         io.close = Close::AfterFlush;
+                        break;
+                    }
+                    if session.block.holds_input() {
+                        // Blocked: nothing more runs until it is served (blocked.rs).
+                        io.pause = true;
                         break;
                     }
                     // An EXEC on another loop waiting for this gate goes first.
@@ -314,14 +337,16 @@ impl Handler for Service {
         }
     }
 
-    fn closed(&self, _cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
+    fn closed(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
         self.srv.clients.remove(conn.session.id());
+        blocked::closed(&self.srv, cx.loop_index, &mut conn.session);
     }
 
     fn message(&self, cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>, msg: Msg) {
         match msg {
             Msg::Kill(r) => conns.close(r, Close::Now),
             Msg::LogAcked(acked) => self.release_for_log(cx.loop_index, conns, acked),
+            Msg::Blocking(note) => blocked::message(&self.srv, cx.loop_index, conns, note),
         }
     }
 
@@ -366,7 +391,8 @@ impl Handler for Service {
             let mut idle = Vec::new();
             conns.for_each(|r, c| {
                 let last = c.session.meta.last_active_ms.load(Ordering::Relaxed);
-                if now.saturating_sub(last) > timeout * 1000 {
+                // As in Redis, a blocked client is not idle.
+                if now.saturating_sub(last) > timeout * 1000 && !c.session.block.holds_input() {
                     idle.push(r);
                 }
             });
@@ -374,6 +400,7 @@ impl Handler for Service {
                 conns.close(r, Close::Now);
             }
         }
+        blocked::tick(srv, cx.loop_index, conns, now);
         if cx.loop_index == 0 {
             let total = srv.stats.total(|l| &l.commands);
             let mut samples = srv.stats.ops_samples.lock();

@@ -38,6 +38,42 @@ pub struct Session {
     pub close_when_released: bool,
     /// MULTI queue and WATCHed keys (dropping it unwatches them).
     pub tx: Transaction,
+    /// A blocked command waiting for its keys, or a command held by CLIENT PAUSE.
+    pub block: crate::blocked::ClientBlock,
+    /// CLIENT REPLY: which replies are dropped.
+    pub reply_mode: ReplyMode,
+}
+
+/// CLIENT REPLY's state, as Redis's client flags: replies are dropped while `off` or
+/// `skip` is set; `skip` lasts one command, `skip_next` becomes `skip` after the command
+/// that set it (CLIENT REPLY SKIP itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyMode {
+    pub off: bool,
+    pub skip: bool,
+    pub skip_next: bool,
+}
+
+impl ReplyMode {
+    /// Replies are sent normally now and after the next command.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        *self == ReplyMode::default()
+    }
+
+    /// The reply being written now is dropped.
+    pub fn drops(&self) -> bool {
+        self.off || self.skip
+    }
+
+    /// A command ended, its reply written to `out` from `mark`: drops the reply if it
+    /// must; SKIP lasted for this command, and CLIENT REPLY SKIP starts skipping.
+    pub fn command_done(&mut self, out: &mut dse_proto::Reply<'_>, mark: usize) {
+        if self.drops() {
+            out.truncate(mark);
+        }
+        self.skip = std::mem::take(&mut self.skip_next);
+    }
 }
 
 impl Session {
@@ -53,6 +89,8 @@ impl Session {
             log_waiting: false,
             close_when_released: false,
             tx: Transaction::default(),
+            block: Default::default(),
+            reply_mode: ReplyMode::default(),
         }
     }
 
@@ -63,6 +101,7 @@ impl Session {
     /// Back to a fresh connection's state, as RESET does.
     pub fn reset(&mut self) {
         self.tx.discard();
+        self.reply_mode = ReplyMode::default();
         self.resp = Resp::V2;
         self.meta
             .resp

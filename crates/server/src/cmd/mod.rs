@@ -3,6 +3,7 @@
 
 use crate::command::CommandSpec;
 
+pub mod blocking;
 pub mod client;
 pub mod config;
 pub mod connection;
@@ -10,9 +11,11 @@ pub mod hashes;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod memory;
 pub mod persistence;
 pub mod server;
 pub mod sets;
+pub mod slowlog;
 pub mod strings;
 pub mod transactions;
 pub mod zsets;
@@ -32,4 +35,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     sets::COMMANDS,
     zsets::COMMANDS,
     transactions::COMMANDS,
+    blocking::COMMANDS,
+    slowlog::COMMANDS,
+    memory::COMMANDS,
 ];
