@@ -516,26 +516,31 @@ fn client_pause_holds_writes_or_everything() {
     let mut other = srv.raw();
     admin.call(&["SET", "k", "v0"]);
 
-    // WRITE: reads go on, writes wait for the end of the pause.
-    assert_eq!(admin.call(&["CLIENT", "PAUSE", "600", "WRITE"]), "+OK\r\n");
+    // WRITE: reads go on, writes wait for the end of the pause (here CLIENT UNPAUSE,
+    // which is no write).
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "5000", "WRITE"]), "+OK\r\n");
     let start = Instant::now();
     assert_eq!(other.call(&["GET", "k"]), "$2\r\nv0\r\n");
-    assert!(start.elapsed() < Duration::from_millis(300));
+    assert!(start.elapsed() < Duration::from_millis(2500));
     send(&mut other, &["SET", "k", "v1"]);
     send(&mut other, &["GET", "k"]);
     assert!(silent(&mut other, Duration::from_millis(200)));
     assert_eq!(admin.call(&["GET", "k"]), "$2\r\nv0\r\n");
+    assert_eq!(admin.call(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
     assert_eq!(reply(&mut other), "+OK\r\n");
     assert_eq!(reply(&mut other), "$2\r\nv1\r\n");
-    assert!(start.elapsed() >= Duration::from_millis(550));
+    assert!(start.elapsed() < Duration::from_millis(4500));
 
-    // A queued write waits too, and so does the EXEC of a transaction that writes.
+    // A write waits even to be queued; the EXEC of a transaction that writes waits too.
     assert_eq!(admin.call(&["CLIENT", "PAUSE", "400", "WRITE"]), "+OK\r\n");
     let start = Instant::now();
     assert_eq!(other.call(&["MULTI"]), "+OK\r\n");
-    assert_eq!(other.call(&["GET", "k"]), "+QUEUED\r\n");
     assert_eq!(other.call(&["INCR", "n"]), "+QUEUED\r\n");
-    assert_eq!(other.call(&["EXEC"]), "*2\r\n$2\r\nv1\r\n:1\r\n");
+    assert!(start.elapsed() >= Duration::from_millis(350));
+    assert_eq!(other.call(&["GET", "k"]), "+QUEUED\r\n");
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "400", "WRITE"]), "+OK\r\n");
+    let start = Instant::now();
+    assert_eq!(other.call(&["EXEC"]), "*2\r\n:1\r\n$2\r\nv1\r\n");
     assert!(start.elapsed() >= Duration::from_millis(350));
 
     // A shorter pause does not shorten the one in force.
@@ -548,7 +553,7 @@ fn client_pause_holds_writes_or_everything() {
     // ALL: every command of every client waits, CLIENT UNPAUSE and the pausing
     // client's own included.
     let mut third = srv.raw();
-    assert_eq!(admin.call(&["CLIENT", "PAUSE", "600"]), "+OK\r\n");
+    assert_eq!(admin.call(&["CLIENT", "PAUSE", "2000"]), "+OK\r\n");
     let start = Instant::now();
     send(&mut other, &["PING"]);
     send(&mut third, &["GET", "k"]);
@@ -559,7 +564,7 @@ fn client_pause_holds_writes_or_everything() {
     assert_eq!(reply(&mut other), "+PONG\r\n");
     assert_eq!(reply(&mut third), "$2\r\nv1\r\n");
     assert_eq!(reply(&mut admin), "+OK\r\n");
-    assert!(start.elapsed() >= Duration::from_millis(550));
+    assert!(start.elapsed() >= Duration::from_millis(1950));
 }
 
 #[test]
