@@ -217,8 +217,12 @@ pub(crate) fn parse_timeout(a: &[u8], now: u64) -> Result<u64, CmdError> {
         Some(Parsed::Infinite) => return Err(OUT_OF_RANGE),
         Some(Parsed::Finite(_)) => {}
     }
-    // The same text as a double: beyond the double range the answer is the same.
-    let (secs, _, _) = crate::cmd::zsets::strtod(a);
+    // The same text as a double: beyond the double range the answer is the same,
+    // except for a positive value too small for a double, which rounds up to 1 ms.
+    let (secs, _, range_error) = crate::cmd::zsets::strtod(a);
+    if range_error && secs == 0.0 && a.first() != Some(&b'-') {
+        return Ok(1);
+    }
     let ms = secs * 1000.0;
     if ms > i64::MAX as f64 {
         return Err(OUT_OF_RANGE);
@@ -735,6 +739,9 @@ mod tests {
         assert_eq!(parse_timeout(b"0.0001", now), Ok(1));
         assert_eq!(parse_timeout(b"1.5e3", now), Ok(1_500_000));
         assert_eq!(parse_timeout(b"0x10", now), Ok(16_000));
+        // Below the double range, not below the long double range.
+        assert_eq!(parse_timeout(b"1e-400", now), Ok(1));
+        assert_eq!(parse_timeout(b"-1e-400", now), Ok(0));
         // Rounded up to -0: no timeout.
         assert_eq!(parse_timeout(b"-0.0001", now), Ok(0));
         let msg = |r: Result<u64, CmdError>| r.unwrap_err().message().into_owned();
