@@ -6,6 +6,7 @@
 mod util;
 
 mod bitmaps;
+mod blocking;
 mod client;
 mod cluster;
 mod config;
@@ -22,6 +23,7 @@ mod persistence;
 mod replication;
 mod server;
 mod sets;
+mod slowlog;
 mod sort;
 mod strings;
 mod transactions;

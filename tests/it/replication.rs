@@ -319,7 +319,11 @@ fn a_write_waits_for_its_replica_and_is_refused_without_one() {
     // Writes that do not need that replica go on meanwhile.
     let t = Instant::now();
     assert_eq!(c.node(0).raw().call(&["SET", &other, "x"]), "+OK\r\n");
-    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
     // A pipeline behind a held write keeps its order.
     r.send(&[encode(&[b"SET", k.as_bytes(), b"v3"]), encode(&[b"PING"])].concat());
     signal(c.node(1).pid(), libc::SIGCONT);

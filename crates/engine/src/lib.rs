@@ -19,6 +19,7 @@ mod effect;
 mod glob;
 mod hash;
 mod list;
+mod listen;
 mod set;
 mod store;
 mod value;
@@ -27,6 +28,7 @@ mod zset;
 
 pub use effect::{Effect, Journal, JournalError, NoJournal, slot_in};
 pub use glob::glob_match;
+pub use listen::WriteListener;
 pub use set::SetMembers;
 pub use store::MAX_SHARDS;
 pub use store::{

@@ -9,6 +9,7 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use slab::Slab;
 
 use crate::effect::{Effect, Journal, JournalError};
+use crate::listen::{Listeners, WriteListener};
 use crate::watch::{WatchFlag, Watchers};
 use crate::{Lsn, Value, hash, list};
 
@@ -118,6 +119,11 @@ impl Entry {
 
     fn mem(&self) -> usize {
         self.key.len() + self.value.heap_size() + ENTRY_OVERHEAD
+    }
+
+    /// Bytes the entry accounts for: key, value and per-entry overhead (MEMORY USAGE).
+    pub fn memory_usage(&self) -> usize {
+        self.mem()
     }
 }
 
@@ -560,6 +566,8 @@ pub struct Store {
     expired: std::sync::atomic::AtomicU64,
     /// WATCH registrations, raised by every write through [`Store::journal`].
     pub(crate) watchers: Watchers,
+    /// Who hears of writes (clients blocked on keys), see `listen.rs`.
+    listeners: Listeners,
 }
 
 /// A position in a SCAN: the shard in the low 16 bits, the slab slot above.
@@ -592,7 +600,25 @@ impl Store {
             slot_counts: OnceLock::new(),
             expired: Default::default(),
             watchers: Watchers::new(shards),
+            listeners: Listeners::new(),
         }
+    }
+
+    /// Installs the listener that [`Store::listen`] turns on. Done once.
+    pub fn set_write_listener(&self, listener: Box<dyn WriteListener>) {
+        self.listeners.set(listener);
+    }
+
+    /// Every write from now on is reported to the write listener, until a matching
+    /// [`Store::unlisten`]. Registrations count: the listener hears writes while any is
+    /// active. A write under a shard lock taken after this returns is reported.
+    pub fn listen(&self) {
+        self.listeners.add();
+    }
+
+    /// Ends one [`Store::listen`] registration.
+    pub fn unlisten(&self) {
+        self.listeners.remove();
     }
 
     /// Installs the journal every later write goes through. Done once, after recovery
@@ -1024,6 +1050,9 @@ impl Log<'_> {
             store
                 .watchers
                 .touch(effects, |key| store.hash(key).shard(store.mask));
+        }
+        if store.listeners.any() {
+            store.listeners.tell(effects);
         }
         Ok(lsn)
     }

@@ -65,6 +65,8 @@ pub struct ClientMeta {
     pub no_touch: AtomicBool,
     /// Bytes of a partial request buffered (CLIENT LIST qbuf).
     pub qbuf: AtomicU64,
+    /// Blocked on keys or held by CLIENT PAUSE (CLIENT LIST flag `b`).
+    pub blocked: AtomicBool,
 }
 
 impl ClientMeta {
@@ -82,6 +84,7 @@ impl ClientMeta {
             no_evict: AtomicBool::new(false),
             no_touch: AtomicBool::new(false),
             qbuf: AtomicU64::new(0),
+            blocked: AtomicBool::new(false),
         }
     }
 
@@ -99,6 +102,9 @@ impl ClientMeta {
     pub fn describe(&self, now_ms: u64, cmd_name: &str) -> String {
         let names = self.names.lock().clone();
         let mut flags = String::new();
+        if self.blocked.load(Ordering::Relaxed) {
+            flags.push('b');
+        }
         if self.no_evict.load(Ordering::Relaxed) {
             flags.push('e');
         }

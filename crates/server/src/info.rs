@@ -165,7 +165,7 @@ fn clients(srv: &Server, out: &mut String) {
     field(out, "cluster_connections", 0);
     field(out, "maxclients", maxclients);
     field(out, "client_recent_max_input_buffer", max_qbuf);
-    field(out, "blocked_clients", 0);
+    field(out, "blocked_clients", srv.blocking.blocked_clients());
 }
 
 fn memory(srv: &Server, out: &mut String) {
@@ -212,7 +212,7 @@ fn page_size() -> u64 {
 }
 
 /// Resident set size, from /proc/self/statm (0 where there is no /proc).
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())

@@ -9,6 +9,7 @@
 //! - [`cluster`]: cluster mode: the node's view of the cluster and command routing.
 
 pub mod args;
+pub mod blocked;
 pub mod clients;
 pub mod cluster;
 pub mod cmd;
@@ -147,6 +148,7 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         Some(r) => r.journal(persist.journal()),
         None => persist.journal(),
     });
+    blocked::install(&srv);
     if let Some(wal) = persist.wal() {
         let weak = Arc::downgrade(&srv);
         wal.set_notify(Box::new(move |acked| {

@@ -31,6 +31,9 @@ pub enum Msg {
     /// Replication has news for this loop (the log grew: senders ship it; a replica
     /// acknowledged: replies and WAITs waiting for it may go).
     ReplWake,
+    /// Blocked and paused clients: a key they wait on got data, CLIENT UNBLOCK, the end
+    /// of a CLIENT PAUSE (see `blocked.rs`).
+    Blocking(crate::blocked::Note),
 }
 
 /// Connections of one loop whose replies wait for the log, with the LSN each waits for.
@@ -193,6 +196,9 @@ pub struct Server {
     pub runtime: Runtime,
     pub stats: Stats,
     pub clients: Clients,
+    /// Clients blocked on keys and clients held by CLIENT PAUSE.
+    pub blocking: crate::blocked::Blocking,
+    pub slowlog: crate::cmd::slowlog::SlowLog,
     pub net: OnceLock<Arc<NetShared>>,
     pub loops: OnceLock<Arc<[LoopHandle<Msg>]>>,
     pub started: Instant,
@@ -270,6 +276,7 @@ impl Server {
             errors: Mutex::new(Default::default()),
             ops_samples: Mutex::new(Default::default()),
         };
+        let shards = store.shard_count();
         Server {
             forwarding,
             replication,
@@ -312,6 +319,8 @@ impl Server {
                 peak_memory: AtomicU64::new(0),
                 replid: random_hex(40),
             },
+            blocking: crate::blocked::Blocking::new(config.threads, shards),
+            slowlog: crate::cmd::slowlog::SlowLog::default(),
             table,
             cluster,
             tx,

@@ -14,6 +14,7 @@ use parking_lot::RwLockReadGuard;
 
 use dse_cluster::bus::{Acceptor, Frame, OpenFrame};
 
+use crate::blocked;
 use crate::clients::ClientMeta;
 use crate::cluster::{ClusterState, Route};
 use crate::cmd::transactions;
@@ -35,13 +36,15 @@ impl Service {
     }
 
     /// Resolves one command and runs it (or queues it, inside MULTI), writing its reply.
+    /// Returns false, running nothing, when a CLIENT PAUSE holds the command back: it
+    /// stays unconsumed.
     fn execute(
         &self,
         batch: &mut Batch<'_>,
         session: &mut Session,
         reply: &mut Reply<'_>,
         args: Args<'_>,
-    ) {
+    ) -> bool {
         let srv = &*self.srv;
         let loop_index = batch.loop_index;
         let idx = match srv.table.resolve(&args) {
@@ -50,23 +53,26 @@ impl Service {
                 let msg = transactions::rejected(srv, session, &args, e.message());
                 reply.error(&msg);
                 srv.stats.record_error(loop_index, &msg);
-                return;
+                return true;
             }
         };
+        if srv.blocking.pause_set() && blocked::postpone(srv, session, loop_index, idx, batch.now) {
+            return false;
+        }
         if let Some(cluster) = &srv.cluster {
             match place(srv, cluster, loop_index, session, reply, idx, &args) {
                 Placement::Here => close_forward_batch(srv, loop_index, session),
                 Placement::Answered => {
                     close_forward_batch(srv, loop_index, session);
-                    return;
+                    return true;
                 }
                 Placement::Forward(node) => {
                     forward(srv, loop_index, session, reply.len(), node, &args);
-                    return;
+                    return true;
                 }
                 Placement::Split(kind, groups) => {
                     self.split(batch, session, reply, idx, &args, kind, &groups);
-                    return;
+                    return true;
                 }
             }
         }
@@ -77,7 +83,7 @@ impl Service {
                 .meta
                 .last_active_ms
                 .store(batch.now, Ordering::Relaxed);
-            return;
+            return true;
         }
         let mut ctx = Ctx {
             srv,
@@ -92,6 +98,7 @@ impl Service {
         } else {
             dispatch(&mut ctx, args, &mut batch.clock);
         }
+        true
     }
 }
 
@@ -262,11 +269,10 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_, '_>, args: Args<'_>, clock: &mut Instan
         bump(&cmd_stats.failed, 1);
     }
     let end = Instant::now();
+    let usec = end.duration_since(*clock).as_micros() as u64;
     bump(&cmd_stats.calls, 1);
-    bump(
-        &cmd_stats.usec,
-        end.duration_since(*clock).as_micros() as u64,
-    );
+    bump(&cmd_stats.usec, usec);
+    srv.slowlog.observe(ctx, spec, args, usec);
     bump(&stats.commands, 1);
     *clock = end;
     ctx.sess.meta.last_cmd.store(idx as u32, Ordering::Relaxed);
@@ -369,7 +375,11 @@ impl Service {
                 }
             }
             _ => {
-                let (resume, close) = (s.paused_for_log, s.close_when_released);
+                // A blocked client stays paused: its block resumes it.
+                let (resume, close) = (
+                    s.paused_for_log && !s.block.holds_input(),
+                    s.close_when_released,
+                );
                 s.paused_for_log = false;
                 s.close_when_released = false;
                 conns.unhold(r);
@@ -796,10 +806,23 @@ impl Handler for Service {
             match framing.parser.parse(&input[off..], &mut framing.ranges) {
                 Ok(ParseOutcome::Complete { consumed }) => {
                     let args = framing.parser.args(&input[off..], &framing.ranges);
-                    self.execute(&mut batch, session, &mut reply, args);
+                    let mark = reply.len();
+                    if !self.execute(&mut batch, session, &mut reply, args) {
+                        // CLIENT PAUSE: the command runs when the pause ends.
+                        io.pause = true;
+                        break;
+                    }
+                    if !session.reply_mode.is_on() {
+                        session.reply_mode.command_done(&mut reply, mark);
+                    }
                     off += consumed;
                     if session.close_after_reply {
                         io.close = Close::AfterFlush;
+                        break;
+                    }
+                    if session.block.holds_input() {
+                        // Blocked: nothing more runs until it is served (blocked.rs).
+                        io.pause = true;
                         break;
                     }
                     // WAIT blocks the connection: nothing after it runs until it answers.
@@ -850,7 +873,10 @@ impl Handler for Service {
 
     fn closed(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
         match &conn.bus {
-            None => self.srv.clients.remove(conn.session.id()),
+            None => {
+                self.srv.clients.remove(conn.session.id());
+                blocked::closed(&self.srv, cx.loop_index, &mut conn.session);
+            }
             Some(bus) if bus.repl || bus.sender => {
                 replication_closed(&self.srv, cx.loop_index, bus, conn.session.conn);
             }
@@ -870,6 +896,7 @@ impl Handler for Service {
             Msg::Kill(r) => conns.close(r, Close::Now),
             Msg::LogAcked(acked) => self.release_for_log(cx.loop_index, conns, acked),
             Msg::ReplWake => self.replication_news(cx.loop_index, conns, None),
+            Msg::Blocking(note) => blocked::message(&self.srv, cx.loop_index, conns, note),
         }
     }
 
@@ -925,7 +952,8 @@ impl Handler for Service {
             let mut idle = Vec::new();
             conns.for_each(|r, c| {
                 let last = c.session.meta.last_active_ms.load(Ordering::Relaxed);
-                if now.saturating_sub(last) > timeout * 1000 {
+                // As in Redis, a blocked client is not idle.
+                if now.saturating_sub(last) > timeout * 1000 && !c.session.block.holds_input() {
                     idle.push(r);
                 }
             });
@@ -933,6 +961,7 @@ impl Handler for Service {
                 conns.close(r, Close::Now);
             }
         }
+        blocked::tick(srv, cx.loop_index, conns, now);
         if cx.loop_index == 0 {
             let total = srv.stats.total(|l| &l.commands);
             let mut samples = srv.stats.ops_samples.lock();

@@ -54,6 +54,10 @@ pub struct Session {
     pub wait: Option<WaitCall>,
     /// Cluster mode: the highest LSN the connection's commands wrote or read (WAIT).
     pub last_lsn: dse_engine::Lsn,
+    /// A blocked command waiting for its keys, or a command held by CLIENT PAUSE.
+    pub block: crate::blocked::ClientBlock,
+    /// CLIENT REPLY: which replies are dropped.
+    pub reply_mode: ReplyMode,
 }
 
 /// A WAIT in progress.
@@ -64,6 +68,38 @@ pub struct WaitCall {
     pub replicas: usize,
     /// Milliseconds since the epoch; 0 waits for ever.
     pub deadline: u64,
+}
+
+/// CLIENT REPLY's state, as Redis's client flags: replies are dropped while `off` or
+/// `skip` is set; `skip` lasts one command, `skip_next` becomes `skip` after the command
+/// that set it (CLIENT REPLY SKIP itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyMode {
+    pub off: bool,
+    pub skip: bool,
+    pub skip_next: bool,
+}
+
+impl ReplyMode {
+    /// Replies are sent normally now and after the next command.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        *self == ReplyMode::default()
+    }
+
+    /// The reply being written now is dropped.
+    pub fn drops(&self) -> bool {
+        self.off || self.skip
+    }
+
+    /// A command ended, its reply written to `out` from `mark`: drops the reply if it
+    /// must; SKIP lasted for this command, and CLIENT REPLY SKIP starts skipping.
+    pub fn command_done(&mut self, out: &mut dse_proto::Reply<'_>, mark: usize) {
+        if self.drops() {
+            out.truncate(mark);
+        }
+        self.skip = std::mem::take(&mut self.skip_next);
+    }
 }
 
 impl Session {
@@ -86,6 +122,8 @@ impl Session {
             repl_waiting: false,
             wait: None,
             last_lsn: 0,
+            block: Default::default(),
+            reply_mode: ReplyMode::default(),
         }
     }
 
@@ -97,6 +135,7 @@ impl Session {
     pub fn reset(&mut self) {
         self.tx.discard();
         self.readonly = false;
+        self.reply_mode = ReplyMode::default();
         self.resp = Resp::V2;
         self.meta
             .resp

@@ -8,6 +8,7 @@ use dse_proto::Args;
 use crate::args;
 use crate::clients::{ClientKind, ClientMeta};
 use crate::cmd::introspection::reply_help;
+use crate::cmd::slowlog::subcommand_syntax;
 use crate::command::{CmdError, CmdResult, CommandSpec, Ctx, cmd, flag::*};
 use crate::server::Msg;
 
@@ -71,6 +72,48 @@ const SUBCOMMANDS: &[CommandSpec] = &[
         "7.2.0",
         "O(1)",
         "Controls whether commands sent by the client affect the LRU/LFU of accessed keys.",
+    ),
+    cmd(
+        "pause",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        client_pause,
+    )
+    .doc(
+        "connection",
+        "3.0.0",
+        "O(1)",
+        "Suspends commands processing.",
+    ),
+    cmd(
+        "unpause",
+        2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        client_unpause,
+    )
+    .doc(
+        "connection",
+        "6.2.0",
+        "O(N) Where N is the number of paused clients",
+        "Resumes processing commands from paused clients.",
+    ),
+    cmd(
+        "unblock",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        client_unblock,
+    )
+    .doc(
+        "connection",
+        "5.0.0",
+        "O(log N) where N is the number of client connections",
+        "Unblocks a client blocked by a blocking command from a different connection.",
+    ),
+    cmd("reply", 3, NOSCRIPT | LOADING | STALE, client_reply).doc(
+        "connection",
+        "3.2.0",
+        "O(1)",
+        "Instructs the server whether to reply to commands.",
     ),
     cmd("help", 2, LOADING | STALE, client_help).doc(
         "connection",
@@ -172,6 +215,88 @@ fn on_off(a: &[u8]) -> Result<bool, CmdError> {
     } else {
         Err(CmdError::Syntax)
     }
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]` → `OK`: for `timeout` milliseconds, the commands
+/// of every client (ALL, the default) or only those that write wait; a later pause keeps
+/// the later end.
+fn client_pause(ctx: &mut Ctx, a: Args) -> CmdResult {
+    if a.len() > 4 {
+        return Err(subcommand_syntax(&a));
+    }
+    let all = match a.get(3) {
+        None => true,
+        Some(m) if args::is(m, "write") => false,
+        Some(m) if args::is(m, "all") => true,
+        Some(_) => {
+            return Err(CmdError::Static(
+                "ERR CLIENT PAUSE mode must be WRITE or ALL",
+            ));
+        }
+    };
+    let ms = args::int(&a[2])
+        .map_err(|_| CmdError::Static("ERR timeout is not an integer or out of range"))?;
+    if ms < 0 {
+        return Err(CmdError::Static("ERR timeout is negative"));
+    }
+    let now = ctx.now;
+    if ms > i64::MAX - now as i64 {
+        return Err(CmdError::Static("ERR timeout is out of range"));
+    }
+    let end = if ms == 0 { 0 } else { now + ms as u64 };
+    ctx.srv.blocking.pause(ctx.srv, end, all, now);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// `CLIENT UNPAUSE` → `OK`: ends a CLIENT PAUSE; the commands it held run.
+fn client_unpause(ctx: &mut Ctx, _a: Args) -> CmdResult {
+    ctx.srv.blocking.unpause(ctx.srv);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// `CLIENT UNBLOCK client-id [TIMEOUT|ERROR]` → 1 when that client was blocked on keys
+/// (it then gets its timeout reply, or with ERROR `-UNBLOCKED`), 0 otherwise.
+fn client_unblock(ctx: &mut Ctx, a: Args) -> CmdResult {
+    if a.len() > 4 {
+        return Err(subcommand_syntax(&a));
+    }
+    let error = match a.get(3) {
+        None => false,
+        Some(r) if args::is(r, "timeout") => false,
+        Some(r) if args::is(r, "error") => true,
+        Some(_) => {
+            return Err(CmdError::Static(
+                "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+            ));
+        }
+    };
+    let id = args::int(&a[2])?;
+    let unblocked =
+        u64::try_from(id).is_ok_and(|id| crate::blocked::unblock_client(ctx.srv, id, error));
+    ctx.out.int(unblocked as i64);
+    Ok(())
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP` → `OK` for ON; OFF drops the replies of the commands that
+/// follow (its own too), SKIP those of itself and the next command.
+fn client_reply(ctx: &mut Ctx, a: Args) -> CmdResult {
+    let mode = &mut ctx.sess.reply_mode;
+    if args::is(&a[2], "on") {
+        mode.off = false;
+        mode.skip = false;
+        ctx.out.ok();
+    } else if args::is(&a[2], "off") {
+        mode.off = true;
+    } else if args::is(&a[2], "skip") {
+        if !mode.off {
+            mode.skip_next = true;
+        }
+    } else {
+        return Err(CmdError::Syntax);
+    }
+    Ok(())
 }
 
 /// `CLIENT INFO` → this connection's CLIENT LIST line (a verbatim string in RESP3).
@@ -381,12 +506,20 @@ const HELP: &[&str] = &[
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
     "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
     "SETINFO <option> <value>",
     "    Set client meta attr. Options are:",
     "    * LIB-NAME: the client lib name.",
     "    * LIB-VER: the client lib version.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "NO-EVICT (ON|OFF)",
     "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)",

@@ -303,6 +303,26 @@ static PARAMS: &[Param] = &[
     )
     .in_file("proto-max-bulk-len", |c| c.proto_max_bulk_len.to_string()),
     mutable("save", save_points, set_save_points),
+    mutable(
+        "slowlog-log-slower-than",
+        |s| s.slowlog.slower_than.load(Ordering::Relaxed).to_string(),
+        |_, v| {
+            let micros = int_in(v, -1, i64::MAX)?;
+            Ok(Box::new(move |s| {
+                s.slowlog.slower_than.store(micros, Ordering::Relaxed)
+            }))
+        },
+    ),
+    mutable(
+        "slowlog-max-len",
+        |s| s.slowlog.max_len.load(Ordering::Relaxed).to_string(),
+        |_, v| {
+            let n = int_in(v, 0, i64::MAX)? as u64;
+            Ok(Box::new(move |s| {
+                s.slowlog.max_len.store(n, Ordering::Relaxed)
+            }))
+        },
+    ),
     fixed("tcp-backlog", |_| "511".into()),
     mutable(
         "timeout",

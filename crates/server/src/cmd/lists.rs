@@ -5,8 +5,8 @@
 //! show popped elements are written from the list before the effect removes them, and
 //! taken back if the journal refuses the write.
 //!
-//! The blocking variants (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) are not implemented
-//! yet: they need the event loops to park a client until a key is pushed to.
+//! The blocking variants (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, in `blocking.rs`)
+//! pop with the functions shared here ([`pop_first`], [`move_element`]).
 
 use std::collections::VecDeque;
 
@@ -219,7 +219,7 @@ pub(crate) fn committed(
 }
 
 /// `LEFT` or `RIGHT` (any case): true for LEFT; `ERR syntax error` otherwise.
-fn parse_side(a: &[u8]) -> Result<bool, CmdError> {
+pub(crate) fn parse_side(a: &[u8]) -> Result<bool, CmdError> {
     if args::is(a, "left") {
         Ok(true)
     } else if args::is(a, "right") {
@@ -639,25 +639,24 @@ fn lpos(ctx: &mut Ctx, a: Args) -> CmdResult {
 }
 
 /// Pops one element from `src` (head when `from_left`) and pushes it onto `dst` (head
-/// when `to_left`), atomically; replies with the element, or nil when `src` is missing.
-fn move_element(
+/// when `to_left`), atomically, and replies with the element. Returns false, replying
+/// nothing, when `src` is missing.
+pub(crate) fn move_element(
     ctx: &mut Ctx,
     src: &[u8],
     dst: &[u8],
     from_left: bool,
     to_left: bool,
-) -> CmdResult {
+) -> Result<bool, CmdError> {
     let store = &ctx.srv.store;
     let (hs, hd) = (store.hash(src), store.hash(dst));
     let mut multi = store.write_many([hs, hd]);
     let Some(e) = multi.lookup(src, hs, ctx.now) else {
-        ctx.out.null();
-        return Ok(());
+        return Ok(false);
     };
     let l = as_list(e.value())?;
     if l.is_empty() {
-        ctx.out.null();
-        return Ok(());
+        return Ok(false);
     }
     let single = l.len() == 1;
     let element = end_element(l, from_left, 0).to_vec();
@@ -684,31 +683,51 @@ fn move_element(
         )?;
     }
     ctx.out.bulk(&element);
-    Ok(())
+    Ok(true)
 }
 
 /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT` → the element moved, or nil.
 fn lmove(ctx: &mut Ctx, a: Args) -> CmdResult {
     let from_left = parse_side(&a[3])?;
     let to_left = parse_side(&a[4])?;
-    move_element(ctx, &a[1], &a[2], from_left, to_left)
+    if !move_element(ctx, &a[1], &a[2], from_left, to_left)? {
+        ctx.out.null();
+    }
+    Ok(())
 }
 
 /// `RPOPLPUSH source destination` → as `LMOVE source destination RIGHT LEFT`.
 fn rpoplpush(ctx: &mut Ctx, a: Args) -> CmdResult {
-    move_element(ctx, &a[1], &a[2], false, true)
+    if !move_element(ctx, &a[1], &a[2], false, true)? {
+        ctx.out.null();
+    }
+    Ok(())
 }
 
 /// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]` → `[key, [elements]]` from the
 /// first non-empty list of the keys, or a nil array when all are missing.
 fn lmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
-    let numkeys = args::int(&a[1])
+    let (keys, left, count) = parse_mpop(&a, 1)?;
+    if !pop_first(ctx, a, keys, left, count, PopReply::KeyAndElements)? {
+        ctx.out.null_array();
+    }
+    Ok(())
+}
+
+/// Parses `numkeys key [key ...] LEFT|RIGHT [COUNT count]` starting at `a[numkeys_at]`
+/// (LMPOP, BLMPOP): the keys' positions in `a`, whether to pop from the head, and the
+/// count (1 by default).
+pub(crate) fn parse_mpop(
+    a: &Args,
+    numkeys_at: usize,
+) -> Result<(std::ops::Range<usize>, bool, u64), CmdError> {
+    let numkeys = args::int(&a[numkeys_at])
         .ok()
         .filter(|&n| n >= 1)
         .ok_or(CmdError::Static("ERR numkeys should be greater than 0"))?;
     let side_at = usize::try_from(numkeys)
         .ok()
-        .and_then(|n| n.checked_add(2))
+        .and_then(|n| n.checked_add(numkeys_at + 1))
         .filter(|&i| i < a.len())
         .ok_or(CmdError::Syntax)?;
     let left = parse_side(&a[side_at])?;
@@ -728,11 +747,34 @@ fn lmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let count = count.unwrap_or(1);
-    let keys = (2..side_at).map(|i| &a[i]);
+    Ok((numkeys_at + 1..side_at, left, count.unwrap_or(1)))
+}
+
+/// How [`pop_first`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PopReply {
+    /// `[key, element]`: BLPOP, BRPOP (one element).
+    KeyAndElement,
+    /// `[key, [elements]]`: LMPOP, BLMPOP.
+    KeyAndElements,
+}
+
+/// Pops up to `count` elements from the head (`left`) or the tail of the first
+/// non-empty list among the keys at positions `keys` of `a`, atomically over all of
+/// them, and replies as `shape` says. Returns false, replying nothing, when every key is
+/// missing; WRONGTYPE when a key before the first list holds another type.
+pub(crate) fn pop_first(
+    ctx: &mut Ctx,
+    a: Args,
+    keys: std::ops::Range<usize>,
+    left: bool,
+    count: u64,
+    shape: PopReply,
+) -> Result<bool, CmdError> {
     let store = &ctx.srv.store;
-    let mut multi = store.write_many(keys.clone().map(|k| store.hash(k)));
-    for key in keys {
+    let mut multi = store.write_many(keys.clone().map(|i| store.hash(&a[i])));
+    for i in keys {
+        let key = &a[i];
         let h = store.hash(key);
         let Some(e) = multi.lookup(key, h, ctx.now) else {
             continue;
@@ -745,9 +787,14 @@ fn lmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
         let mark = ctx.out.len();
         ctx.out.array(2);
         ctx.out.bulk(key);
-        ctx.out.array(n);
-        for i in 0..n {
-            ctx.out.bulk(end_element(l, left, i));
+        match shape {
+            PopReply::KeyAndElement => ctx.out.bulk(end_element(l, left, 0)),
+            PopReply::KeyAndElements => {
+                ctx.out.array(n);
+                for i in 0..n {
+                    ctx.out.bulk(end_element(l, left, i));
+                }
+            }
         }
         let done = multi.commit(
             &[Effect::ListPop {
@@ -757,8 +804,7 @@ fn lmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
             }],
             ctx.now,
         );
-        return committed(ctx.out, mark, done);
+        return committed(ctx.out, mark, done).map(|()| true);
     }
-    ctx.out.null_array();
-    Ok(())
+    Ok(false)
 }

@@ -4,6 +4,7 @@
 use crate::command::CommandSpec;
 
 pub mod bitmaps;
+pub mod blocking;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -14,9 +15,11 @@ pub mod hyperloglog;
 pub mod introspection;
 pub mod keys;
 pub mod lists;
+pub mod memory;
 pub mod persistence;
 pub mod server;
 pub mod sets;
+pub mod slowlog;
 pub mod sort;
 pub mod strings;
 pub mod transactions;
@@ -43,4 +46,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     sort::COMMANDS,
     dump::COMMANDS,
     crate::replication::COMMANDS,
+    blocking::COMMANDS,
+    slowlog::COMMANDS,
+    memory::COMMANDS,
 ];

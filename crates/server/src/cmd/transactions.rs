@@ -175,6 +175,15 @@ impl Transaction {
         })
     }
 
+    /// A command that writes is queued (EXEC then waits out a CLIENT PAUSE WRITE).
+    pub fn queued_writes(&self, table: &CommandTable) -> bool {
+        self.queue.as_ref().is_some_and(|q| {
+            q.commands
+                .iter()
+                .any(|(idx, _)| table.specs[*idx].has(crate::command::flag::WRITE))
+        })
+    }
+
     /// Forgets the queue and the watched keys (DISCARD, RESET, a rejected EXEC).
     pub fn discard(&mut self) {
         self.queue = None;

@@ -5,8 +5,8 @@
 //! the members they took. The *STORE commands log their result as one value.
 //!
 //! Scores follow Redis exactly: parsed as C's `strtod` reads them, never NaN, and -0 is
-//! kept only where Redis keeps it (see [`Compact`]). Blocking pops (BZPOPMIN, BZPOPMAX,
-//! BZMPOP) are not implemented yet.
+//! kept only where Redis keeps it (see [`Compact`]). The blocking pops (BZPOPMIN, BZPOPMAX,
+//! BZMPOP, in `blocking.rs`) share [`zpop_first`].
 
 use dse_engine::{Effect, KeyHash, MultiMut, ScoredMember, Value, ZSet, glob_match};
 use dse_proto::{Args, DoubleText, Reply};
@@ -1373,9 +1373,23 @@ fn zpop(ctx: &mut Ctx, a: &Args, max: bool) -> CmdResult {
 /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]` → [key, [[member, score], ...]]
 /// from the first key holding a non-empty sorted set, or nil when there is none.
 fn zmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
-    let n = numkeys(&a[1])?;
+    let (keys, max, count) = parse_mpop(&a, 1)?;
+    if !zpop_first(ctx, a, keys, max, count, ZPopReply::KeyAndPairs)? {
+        ctx.out.null_array();
+    }
+    Ok(())
+}
+
+/// Parses `numkeys key [key ...] MIN|MAX [COUNT count]` starting at `a[numkeys_at]`
+/// (ZMPOP, BZMPOP): the keys' positions in `a`, whether to pop the highest scores, and
+/// the count (1 by default).
+pub(crate) fn parse_mpop(
+    a: &Args,
+    numkeys_at: usize,
+) -> Result<(std::ops::Range<usize>, bool, usize), CmdError> {
+    let n = numkeys(&a[numkeys_at])?;
     let where_at = n
-        .checked_add(2)
+        .checked_add(numkeys_at + 1)
         .filter(|&w| w < a.len())
         .ok_or(CmdError::Syntax)?;
     let max = if args::is(&a[where_at], "min") {
@@ -1399,12 +1413,36 @@ fn zmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
         }
     }
     let count = usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX);
+    Ok((numkeys_at + 1..where_at, max, count))
+}
+
+/// How [`zpop_first`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ZPopReply {
+    /// `[key, member, score]`: BZPOPMIN, BZPOPMAX (one member).
+    KeyMemberScore,
+    /// `[key, [[member, score], ...]]`: ZMPOP, BZMPOP.
+    KeyAndPairs,
+}
+
+/// Pops up to `count` members with the lowest (or, with `max`, highest) scores from the
+/// first key among positions `keys` of `a` that holds a sorted set, atomically over all
+/// of them, and replies as `shape` says. Returns false, replying nothing, when every
+/// key is missing; WRONGTYPE when a key before the first sorted set holds another type.
+pub(crate) fn zpop_first(
+    ctx: &mut Ctx,
+    a: Args,
+    keys: std::ops::Range<usize>,
+    max: bool,
+    count: usize,
+    shape: ZPopReply,
+) -> Result<bool, CmdError> {
     let store = &ctx.srv.store;
-    let keys: Vec<(&[u8], KeyHash)> = a
-        .iter()
-        .skip(2)
-        .take(n)
-        .map(|k| (k, store.hash(k)))
+    let keys: Vec<(&[u8], KeyHash)> = keys
+        .map(|i| {
+            let k = &a[i];
+            (k, store.hash(k))
+        })
         .collect();
     let mut multi = store.write_many(keys.iter().map(|&(_, h)| h));
     let mut found = None;
@@ -1416,19 +1454,30 @@ fn zmpop(ctx: &mut Ctx, a: Args) -> CmdResult {
         }
     }
     let Some((key, (taken, all))) = found else {
-        ctx.out.null_array();
-        return Ok(());
+        return Ok(false);
     };
     let members: Vec<&[u8]> = taken.iter().map(|(m, _)| &m[..]).collect();
     multi.commit(&[removal(key, &members, all)], ctx.now)?;
-    ctx.out.array(2);
-    ctx.out.bulk(key);
-    reply_pairs(
-        ctx.out,
-        taken.iter().map(|(m, s)| (&m[..], *s)),
-        taken.len(),
-    );
-    Ok(())
+    match shape {
+        ZPopReply::KeyMemberScore => {
+            ctx.out.array(3);
+            ctx.out.bulk(key);
+            if let Some((m, s)) = taken.first() {
+                ctx.out.bulk(m);
+                ctx.out.double(*s);
+            }
+        }
+        ZPopReply::KeyAndPairs => {
+            ctx.out.array(2);
+            ctx.out.bulk(key);
+            reply_pairs(
+                ctx.out,
+                taken.iter().map(|(m, s)| (&m[..], *s)),
+                taken.len(),
+            );
+        }
+    }
+    Ok(true)
 }
 
 /// Writes `n` [member, score] pairs as nested arrays, in RESP2 and RESP3 alike.
