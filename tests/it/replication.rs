@@ -572,3 +572,41 @@ fn flushall_empties_the_primary_slots_everywhere_and_keeps_other_copies() {
     }
     assert_eq!(c.node(0).raw().call(&["DBSIZE"]), ":0\r\n");
 }
+
+#[test]
+fn a_blocked_pop_is_woken_by_a_push_through_another_node_and_reaches_the_replica() {
+    let c = Cluster::start(3);
+    let map = owners(&c);
+    let k = key_on(&map, 0, 1, "bl");
+    let mut blocked = c.node(0).raw();
+    blocked.cmd(&[b"BLPOP", k.as_bytes(), b"10"]);
+    std::thread::sleep(Duration::from_millis(200));
+    // The push arrives through node 2, forwarded to the owner, which wakes the client.
+    let mut pusher = c.node(2).raw();
+    assert_eq!(pusher.call(&["RPUSH", &k, "a", "b"]), ":2\r\n");
+    let expected = format!("*2\r\n${}\r\n{k}\r\n$1\r\na\r\n", k.len());
+    assert_eq!(String::from_utf8(blocked.read_reply()).unwrap(), expected);
+    // The pop was acknowledged after its replica had it (write quorum 2).
+    assert_eq!(
+        readonly(c.node(1)).call(&["LRANGE", &k, "0", "-1"]),
+        "*1\r\n$1\r\nb\r\n"
+    );
+}
+
+#[test]
+fn a_forwarded_blocking_pop_does_not_block_the_bus() {
+    let c = Cluster::start(3);
+    let map = owners(&c);
+    let k = key_on(&map, 0, 1, "fw");
+    // Through a node that does not own the key: answered at once, as inside EXEC, so
+    // the forwards sharing the bus link behind it are not held up.
+    let mut r = c.node(2).raw();
+    let t = Instant::now();
+    assert_eq!(r.call(&["BLPOP", &k, "5"]), "*-1\r\n");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(r.call(&["RPUSH", &k, "x"]), ":1\r\n");
+    assert_eq!(
+        r.call(&["BLPOP", &k, "5"]),
+        format!("*2\r\n${}\r\n{k}\r\n$1\r\nx\r\n", k.len())
+    );
+}
