@@ -17,20 +17,27 @@
 //!  2    Challenge     version u16 | nonce | name | proof | (ignored)
 //!  3    Proof         proof
 //!  4    Refused       reason: rest, UTF-8
-//! 16    Forward       id u64 | resp u8 (2 or 3) | requests: rest, raw RESP requests
+//! 16    Forward       id u64 | resp u8 (2 or 3) | epoch u64 | requests: rest, raw RESP
+//!                     requests
 //! 17    Replies       id u64 | replies: rest, raw RESP replies in request order
-//! 32    ReplStart     from_lsn u64
-//! 33    Records       lsn u64 | records: rest (below)
+//! 32    ReplStart     from_lsn u64 | epoch u64 | have: 2048-byte slot bitmap
+//! 33    Records       lsn u64 | epoch u64 | records: rest (below)
 //! 34    ReplAck       lsn u64
 //! 35    SyncBegin     slots: 2048 bytes, slot s present iff bit (s % 8) of byte s / 8
 //! 36    SyncChunk     entries: rest (below)
 //! 37    SyncEnd       lsn u64
-//! 48    Heartbeat     epoch u64 | sent_ms u64 | from name
-//! 49    HeartbeatAck  epoch u64 | sent_ms u64 (the heartbeat's, echoed) | from name
+//! 48    Consensus     message: rest (opaque here: membership consensus and heartbeats,
+//!                     dse-consensus's own encoding)
 //! ```
 //!
+//! `epoch` is the sender's membership epoch (the configuration every node derives its
+//! slot map from): a receiver checks it before it trusts a forward or a replication
+//! stream (fencing, see ARCHITECTURE.md).
+//!
 //! Replication (a replica dials its primary and sends ReplStart; the rest flows back,
-//! except ReplAck). LSNs are the primary's. `from_lsn` 0 asks for a full resync.
+//! except ReplAck). LSNs are the primary's. `from_lsn` 0 asks for a full resync; otherwise
+//! `have` lists the slots the replica already holds up to `from_lsn - 1` from this
+//! primary, and only the others are copied whole.
 //!
 //! ```text
 //! Records   lsn: the primary has scanned its log through this LSN for the replica; the
@@ -90,7 +97,7 @@ use sha2::Sha256;
 use crate::slot::SLOTS;
 
 /// The protocol version this build speaks; a peer speaking another is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes of the length field that starts every frame.
 pub const LEN_BYTES: usize = 4;
@@ -126,8 +133,7 @@ const KIND_REPL_ACK: u8 = 34;
 const KIND_SYNC_BEGIN: u8 = 35;
 const KIND_SYNC_CHUNK: u8 = 36;
 const KIND_SYNC_END: u8 = 37;
-const KIND_HEARTBEAT: u8 = 48;
-const KIND_HEARTBEAT_ACK: u8 = 49;
+const KIND_CONSENSUS: u8 = 48;
 
 const LABEL_INITIATOR: &[u8] = b"dse-bus initiator\0";
 const LABEL_ACCEPTOR: &[u8] = b"dse-bus acceptor\0";
@@ -206,6 +212,31 @@ impl SlotSet {
     /// The borrowed form frames carry.
     pub fn view(&self) -> SlotBits<'_> {
         SlotBits(&self.bits)
+    }
+
+    /// The slots of `self` that `other` lacks.
+    pub fn minus(&self, other: &SlotSet) -> SlotSet {
+        let mut out = self.clone();
+        for (o, b) in out.bits.iter_mut().zip(other.bits.iter()) {
+            *o &= !b;
+        }
+        out
+    }
+
+    /// The slots in both.
+    pub fn intersect(&self, other: &SlotSet) -> SlotSet {
+        let mut out = self.clone();
+        for (o, b) in out.bits.iter_mut().zip(other.bits.iter()) {
+            *o &= b;
+        }
+        out
+    }
+
+    /// Adds every slot of `other`.
+    pub fn union_with(&mut self, other: &SlotSet) {
+        for (o, b) in self.bits.iter_mut().zip(other.bits.iter()) {
+            *o |= b;
+        }
     }
 }
 
@@ -291,14 +322,25 @@ pub enum Frame<'a> {
     Forward {
         id: u64,
         resp: u8,
+        epoch: u64,
         requests: &'a [u8],
     },
     /// The raw RESP replies to the Forward `id`, in request order.
     Replies { id: u64, replies: &'a [u8] },
-    /// A replica asks its primary for the log from `from_lsn` on.
-    ReplStart { from_lsn: u64 },
-    /// Log records up to `lsn` for a replica (see the format above; opaque here).
-    Records { lsn: u64, payload: &'a [u8] },
+    /// A replica asks its primary for the log from `from_lsn` on; it holds the slots of
+    /// `have` up to `from_lsn - 1` already.
+    ReplStart {
+        from_lsn: u64,
+        epoch: u64,
+        have: SlotBits<'a>,
+    },
+    /// Log records up to `lsn` for a replica (see the format above; opaque here), sent
+    /// in membership epoch `epoch`.
+    Records {
+        lsn: u64,
+        epoch: u64,
+        payload: &'a [u8],
+    },
     /// The replica holds every record up to and including `lsn`.
     ReplAck { lsn: u64 },
     /// A full resync of `slots` begins.
@@ -308,18 +350,8 @@ pub enum Frame<'a> {
     /// The resync is complete and holds every record up to `lsn`; Records follow from
     /// `lsn + 1`.
     SyncEnd { lsn: u64 },
-    Heartbeat {
-        epoch: u64,
-        from: &'a str,
-        sent_ms: u64,
-    },
-    /// The answer to a Heartbeat: the acker's epoch and name, and the heartbeat's
-    /// `sent_ms` echoed so the sender measures the round trip with its own clock.
-    HeartbeatAck {
-        epoch: u64,
-        from: &'a str,
-        sent_ms: u64,
-    },
+    /// A message of the membership consensus (opaque here).
+    Consensus { payload: &'a [u8] },
 }
 
 impl<'a> Frame<'a> {
@@ -338,8 +370,7 @@ impl<'a> Frame<'a> {
             Frame::SyncBegin { .. } => "SyncBegin",
             Frame::SyncChunk { .. } => "SyncChunk",
             Frame::SyncEnd { .. } => "SyncEnd",
-            Frame::Heartbeat { .. } => "Heartbeat",
-            Frame::HeartbeatAck { .. } => "HeartbeatAck",
+            Frame::Consensus { .. } => "Consensus",
         }
     }
 
@@ -357,8 +388,7 @@ impl<'a> Frame<'a> {
             Frame::SyncBegin { .. } => KIND_SYNC_BEGIN,
             Frame::SyncChunk { .. } => KIND_SYNC_CHUNK,
             Frame::SyncEnd { .. } => KIND_SYNC_END,
-            Frame::Heartbeat { .. } => KIND_HEARTBEAT,
-            Frame::HeartbeatAck { .. } => KIND_HEARTBEAT_ACK,
+            Frame::Consensus { .. } => KIND_CONSENSUS,
         }
     }
 
@@ -383,15 +413,13 @@ impl<'a> Frame<'a> {
             }
             Frame::Proof { proof } => 1 + proof.map_or(0, |p| p.len()),
             Frame::Refused { reason } => reason.len(),
-            Frame::Forward { requests, .. } => 8 + 1 + requests.len(),
+            Frame::Forward { requests, .. } => 8 + 1 + 8 + requests.len(),
             Frame::Replies { replies, .. } => 8 + replies.len(),
-            Frame::ReplStart { .. } | Frame::ReplAck { .. } | Frame::SyncEnd { .. } => 8,
-            Frame::Records { payload, .. } => 8 + payload.len(),
+            Frame::ReplStart { .. } => 8 + 8 + SLOT_BITMAP_BYTES,
+            Frame::ReplAck { .. } | Frame::SyncEnd { .. } => 8,
+            Frame::Records { payload, .. } => 8 + 8 + payload.len(),
             Frame::SyncBegin { .. } => SLOT_BITMAP_BYTES,
-            Frame::SyncChunk { payload } => payload.len(),
-            Frame::Heartbeat { from, .. } | Frame::HeartbeatAck { from, .. } => {
-                8 + 8 + 1 + from.len()
-            }
+            Frame::SyncChunk { payload } | Frame::Consensus { payload } => payload.len(),
         };
         LEN_BYTES + 1 + payload
     }
@@ -432,7 +460,12 @@ impl<'a> Frame<'a> {
             }
             Frame::Proof { proof } => put_proof(out, proof),
             Frame::Refused { reason } => out.extend_from_slice(reason.as_bytes()),
-            Frame::Forward { id, resp, requests } => {
+            Frame::Forward {
+                id,
+                resp,
+                epoch,
+                requests,
+            } => {
                 if resp != 2 && resp != 3 {
                     return Err(BusError::Unencodable {
                         message,
@@ -441,34 +474,37 @@ impl<'a> Frame<'a> {
                 }
                 out.extend_from_slice(&id.to_le_bytes());
                 out.push(resp);
+                out.extend_from_slice(&epoch.to_le_bytes());
                 out.extend_from_slice(requests);
             }
             Frame::Replies { id, replies } => {
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(replies);
             }
-            Frame::ReplStart { from_lsn: n }
-            | Frame::ReplAck { lsn: n }
-            | Frame::SyncEnd { lsn: n } => out.extend_from_slice(&n.to_le_bytes()),
-            Frame::Records { lsn, payload } => {
+            Frame::ReplStart {
+                from_lsn,
+                epoch,
+                have,
+            } => {
+                out.extend_from_slice(&from_lsn.to_le_bytes());
+                out.extend_from_slice(&epoch.to_le_bytes());
+                out.extend_from_slice(have.as_bytes());
+            }
+            Frame::ReplAck { lsn: n } | Frame::SyncEnd { lsn: n } => {
+                out.extend_from_slice(&n.to_le_bytes())
+            }
+            Frame::Records {
+                lsn,
+                epoch,
+                payload,
+            } => {
                 out.extend_from_slice(&lsn.to_le_bytes());
+                out.extend_from_slice(&epoch.to_le_bytes());
                 out.extend_from_slice(payload);
             }
             Frame::SyncBegin { slots } => out.extend_from_slice(slots.as_bytes()),
-            Frame::SyncChunk { payload } => out.extend_from_slice(payload),
-            Frame::Heartbeat {
-                epoch,
-                from,
-                sent_ms,
-            }
-            | Frame::HeartbeatAck {
-                epoch,
-                from,
-                sent_ms,
-            } => {
-                out.extend_from_slice(&epoch.to_le_bytes());
-                out.extend_from_slice(&sent_ms.to_le_bytes());
-                put_name(out, from, message)?;
+            Frame::SyncChunk { payload } | Frame::Consensus { payload } => {
+                out.extend_from_slice(payload)
             }
         }
         frame.finish(out)
@@ -517,8 +553,13 @@ impl OpenFrame {
         OpenFrame { start }
     }
 
-    /// A Forward whose requests the caller appends.
-    pub fn forward(out: &mut Vec<u8>, id: u64, resp: u8) -> Result<OpenFrame, BusError> {
+    /// A Forward (sent in membership epoch `epoch`) whose requests the caller appends.
+    pub fn forward(
+        out: &mut Vec<u8>,
+        id: u64,
+        resp: u8,
+        epoch: u64,
+    ) -> Result<OpenFrame, BusError> {
         if resp != 2 && resp != 3 {
             return Err(BusError::Unencodable {
                 message: "Forward",
@@ -528,6 +569,7 @@ impl OpenFrame {
         let frame = OpenFrame::begin(out, KIND_FORWARD);
         out.extend_from_slice(&id.to_le_bytes());
         out.push(resp);
+        out.extend_from_slice(&epoch.to_le_bytes());
         Ok(frame)
     }
 
@@ -538,11 +580,18 @@ impl OpenFrame {
         frame
     }
 
-    /// A Records frame whose records (from `lsn` on) the caller appends.
-    pub fn records(out: &mut Vec<u8>, lsn: u64) -> OpenFrame {
+    /// A Records frame (through `lsn`, sent in membership epoch `epoch`) whose records
+    /// the caller appends.
+    pub fn records(out: &mut Vec<u8>, lsn: u64, epoch: u64) -> OpenFrame {
         let frame = OpenFrame::begin(out, KIND_RECORDS);
         out.extend_from_slice(&lsn.to_le_bytes());
+        out.extend_from_slice(&epoch.to_le_bytes());
         frame
+    }
+
+    /// A Consensus frame whose message the caller appends.
+    pub fn consensus(out: &mut Vec<u8>) -> OpenFrame {
+        OpenFrame::begin(out, KIND_CONSENSUS)
     }
 
     /// A SyncChunk whose payload the caller appends.
@@ -727,8 +776,7 @@ fn parse(kind: u8, payload: &[u8]) -> Result<Frame<'_>, BusError> {
         KIND_SYNC_BEGIN => "SyncBegin",
         KIND_SYNC_CHUNK => "SyncChunk",
         KIND_SYNC_END => "SyncEnd",
-        KIND_HEARTBEAT => "Heartbeat",
-        KIND_HEARTBEAT_ACK => "HeartbeatAck",
+        KIND_CONSENSUS => "Consensus",
         _ => return Err(BusError::UnknownKind(kind)),
     };
     let mut r = Reader {
@@ -765,6 +813,7 @@ fn parse(kind: u8, payload: &[u8]) -> Result<Frame<'_>, BusError> {
             Frame::Forward {
                 id,
                 resp,
+                epoch: r.u64("epoch missing")?,
                 requests: r.rest(),
             }
         }
@@ -774,9 +823,12 @@ fn parse(kind: u8, payload: &[u8]) -> Result<Frame<'_>, BusError> {
         },
         KIND_REPL_START => Frame::ReplStart {
             from_lsn: r.u64("LSN missing")?,
+            epoch: r.u64("epoch missing")?,
+            have: SlotBits(r.array("slot bitmap cut short")?),
         },
         KIND_RECORDS => Frame::Records {
             lsn: r.u64("LSN missing")?,
+            epoch: r.u64("epoch missing")?,
             payload: r.rest(),
         },
         KIND_REPL_ACK => Frame::ReplAck {
@@ -789,16 +841,7 @@ fn parse(kind: u8, payload: &[u8]) -> Result<Frame<'_>, BusError> {
         KIND_SYNC_END => Frame::SyncEnd {
             lsn: r.u64("LSN missing")?,
         },
-        KIND_HEARTBEAT => Frame::Heartbeat {
-            epoch: r.u64("epoch missing")?,
-            sent_ms: r.u64("time missing")?,
-            from: r.name()?,
-        },
-        _ => Frame::HeartbeatAck {
-            epoch: r.u64("epoch missing")?,
-            sent_ms: r.u64("time missing")?,
-            from: r.name()?,
-        },
+        _ => Frame::Consensus { payload: r.rest() },
     };
     r.end()?;
     Ok(frame)
@@ -1257,16 +1300,19 @@ mod tests {
             Frame::Forward {
                 id: 1,
                 resp: 2,
+                epoch: 7,
                 requests: b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
             },
             Frame::Forward {
                 id: u64::MAX,
                 resp: 3,
+                epoch: 7,
                 requests: big,
             },
             Frame::Forward {
                 id: 0,
                 resp: 2,
+                epoch: 7,
                 requests: b"",
             },
             Frame::Replies {
@@ -1277,14 +1323,24 @@ mod tests {
                 id: 43,
                 replies: b"",
             },
-            Frame::ReplStart { from_lsn: 0 },
-            Frame::ReplStart { from_lsn: u64::MAX },
+            Frame::ReplStart {
+                from_lsn: 0,
+                epoch: 1,
+                have: slots.view(),
+            },
+            Frame::ReplStart {
+                from_lsn: u64::MAX,
+                epoch: u64::MAX,
+                have: slots.view(),
+            },
             Frame::Records {
                 lsn: 17,
+                epoch: 3,
                 payload: &[1, 2, 3, 0, 255],
             },
             Frame::Records {
                 lsn: u64::MAX,
+                epoch: 0,
                 payload: big,
             },
             Frame::ReplAck { lsn: 123_456_789 },
@@ -1294,16 +1350,10 @@ mod tests {
             Frame::SyncChunk { payload: big },
             Frame::SyncChunk { payload: b"" },
             Frame::SyncEnd { lsn: 99 },
-            Frame::Heartbeat {
-                epoch: 5,
-                from: "node-a",
-                sent_ms: 1_700_000_000_000,
+            Frame::Consensus {
+                payload: b"{\"vote\":1}",
             },
-            Frame::HeartbeatAck {
-                epoch: u64::MAX,
-                from: long_name,
-                sent_ms: 0,
-            },
+            Frame::Consensus { payload: b"" },
         ]
     }
 
@@ -1317,7 +1367,7 @@ mod tests {
         let examples = all_examples();
         let mut labels: Vec<_> = examples.iter().map(|f| f.label()).collect();
         labels.dedup();
-        assert_eq!(labels.len(), 14, "one of every message");
+        assert_eq!(labels.len(), 13, "one of every message");
         for frame in &examples {
             let bytes = encode(frame);
             let (decoded, used) = BIG.decode(&bytes).unwrap().unwrap();
@@ -1351,19 +1401,26 @@ mod tests {
         let bytes = encode(&Frame::Forward {
             id: 1,
             resp: 3,
+            epoch: 7,
             requests: b"X",
         });
-        assert_eq!(bytes, [11, 0, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 3, b'X']);
-        let bytes = encode(&Frame::Heartbeat {
-            epoch: 2,
-            from: "ab",
-            sent_ms: 3,
+        assert_eq!(
+            bytes,
+            [
+                19, 0, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 3, 7, 0, 0, 0, 0, 0, 0, 0, b'X'
+            ]
+        );
+        let bytes = encode(&Frame::Records {
+            lsn: 2,
+            epoch: 3,
+            payload: b"ab",
         });
-        let mut want = vec![
-            20, 0, 0, 0, 48, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0,
+        let want = [
+            19, 0, 0, 0, 33, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, b'a', b'b',
         ];
-        want.extend_from_slice(&[2, b'a', b'b']);
         assert_eq!(bytes, want);
+        let bytes = encode(&Frame::Consensus { payload: b"m" });
+        assert_eq!(bytes, [2, 0, 0, 0, 48, b'm']);
         let mut set = SlotSet::new();
         set.insert(9);
         set.insert(16383);
@@ -1403,13 +1460,14 @@ mod tests {
         let bytes = encode(&Frame::Forward {
             id: 9,
             resp: 2,
+            epoch: 7,
             requests: &requests,
         });
         let Some((Frame::Forward { requests: seen, .. }, _)) = BIG.decode(&bytes).unwrap() else {
             panic!("not a Forward");
         };
         assert_eq!(seen.len(), requests.len());
-        assert_eq!(seen.as_ptr(), bytes[LEN_BYTES + 1 + 9..].as_ptr());
+        assert_eq!(seen.as_ptr(), bytes[LEN_BYTES + 1 + 17..].as_ptr());
     }
 
     #[test]
@@ -1443,6 +1501,7 @@ mod tests {
         let bytes = encode(&Frame::Forward {
             id: 1,
             resp: 2,
+            epoch: 7,
             requests: &[0; 5000],
         });
         assert!(matches!(
@@ -1552,10 +1611,10 @@ mod tests {
     fn unencodable_frames_leave_the_buffer_alone() {
         let mut out = b"before".to_vec();
         let bad = [
-            Frame::Heartbeat {
-                epoch: 1,
-                from: "",
-                sent_ms: 1,
+            Frame::Hello {
+                version: 1,
+                name: "",
+                nonce: [0; NONCE_LEN],
             },
             Frame::Hello {
                 version: 1,
@@ -1565,6 +1624,7 @@ mod tests {
             Frame::Forward {
                 id: 1,
                 resp: 1,
+                epoch: 7,
                 requests: b"",
             },
         ];
@@ -1575,27 +1635,27 @@ mod tests {
             ));
             assert_eq!(out, b"before");
         }
-        assert!(OpenFrame::forward(&mut out, 1, 4).is_err());
+        assert!(OpenFrame::forward(&mut out, 1, 4, 1).is_err());
         assert_eq!(out, b"before");
     }
 
     #[test]
     fn open_frames_encode_like_whole_ones() {
         let mut open = b"prefix".to_vec();
-        let f = OpenFrame::forward(&mut open, 5, 3).unwrap();
+        let f = OpenFrame::forward(&mut open, 5, 3, 7).unwrap();
         open.extend_from_slice(b"*1\r\n$4\r\n");
         open.extend_from_slice(b"PING\r\n");
-        assert_eq!(f.len(&open), 4 + 1 + 9 + 14);
+        assert_eq!(f.len(&open), 4 + 1 + 17 + 14);
         f.finish(&mut open).unwrap();
         let f = OpenFrame::replies(&mut open, 5);
         open.extend_from_slice(b"+PONG\r\n");
         f.finish(&mut open).unwrap();
-        let f = OpenFrame::records(&mut open, 10);
+        let f = OpenFrame::records(&mut open, 10, 4);
         open.extend_from_slice(&[1, 2]);
         f.finish(&mut open).unwrap();
         let f = OpenFrame::sync_chunk(&mut open);
         f.finish(&mut open).unwrap();
-        let f = OpenFrame::records(&mut open, 11);
+        let f = OpenFrame::records(&mut open, 11, 4);
         open.extend_from_slice(b"dropped");
         f.abandon(&mut open);
 
@@ -1604,6 +1664,7 @@ mod tests {
             Frame::Forward {
                 id: 5,
                 resp: 3,
+                epoch: 7,
                 requests: b"*1\r\n$4\r\nPING\r\n",
             },
             Frame::Replies {
@@ -1612,6 +1673,7 @@ mod tests {
             },
             Frame::Records {
                 lsn: 10,
+                epoch: 4,
                 payload: &[1, 2],
             },
             Frame::SyncChunk { payload: b"" },
@@ -1918,12 +1980,12 @@ mod tests {
 
     #[test]
     fn a_version_mismatch_is_refused_with_its_reason() {
-        let want = "cluster bus protocol version mismatch: the peer speaks version 2, this \
-                    node speaks version 1";
+        let want = "cluster bus protocol version mismatch: the peer speaks version 9, this \
+                    node speaks version 2";
         let mut acceptor = Acceptor::new("b", Auth::secret(b"s")).unwrap();
         let mut out = Vec::new();
         let hello = Frame::Hello {
-            version: 2,
+            version: 9,
             name: "a",
             nonce: [0; NONCE_LEN],
         };
@@ -1933,7 +1995,7 @@ mod tests {
         let mut initiator = Initiator::start("a", peers(&["b"]), &mut Vec::new()).unwrap();
         let mut out = Vec::new();
         let challenge = Frame::Challenge {
-            version: 2,
+            version: 9,
             name: "b",
             nonce: [0; NONCE_LEN],
             proof: None,
@@ -1969,6 +2031,7 @@ mod tests {
         let forward = Frame::Forward {
             id: 1,
             resp: 2,
+            epoch: 7,
             requests: b"*1\r\n$8\r\nFLUSHALL\r\n",
         };
         for auth in [Auth::secret(b"s"), peers(&["a"])] {
@@ -1996,13 +2059,9 @@ mod tests {
             );
             let mut acceptor = Acceptor::new("b", auth.clone()).unwrap();
             acceptor.receive(&hello, &mut Vec::new());
-            let heartbeat = Frame::Heartbeat {
-                epoch: 1,
-                from: "a",
-                sent_ms: 1,
-            };
-            let step = acceptor.receive(&heartbeat, &mut Vec::new());
-            assert!(rejected(&step).starts_with("unexpected Heartbeat before the end"));
+            let consensus = Frame::Consensus { payload: b"x" };
+            let step = acceptor.receive(&consensus, &mut Vec::new());
+            assert!(rejected(&step).starts_with("unexpected Consensus before the end"));
 
             // The initiator: anything but a Challenge.
             for frame in [forward, hello, Frame::ReplAck { lsn: 1 }] {
@@ -2068,7 +2127,7 @@ mod tests {
 
     fn arb_parts() -> impl Strategy<Value = Parts> {
         (
-            0u8..14,
+            0u8..13,
             any::<u64>(),
             any::<u64>(),
             any::<u16>(),
@@ -2113,15 +2172,21 @@ mod tests {
             4 => Frame::Forward {
                 id: p.a,
                 resp: if p.resp { 3 } else { 2 },
+                epoch: 7,
                 requests: &p.bytes,
             },
             5 => Frame::Replies {
                 id: p.a,
                 replies: &p.bytes,
             },
-            6 => Frame::ReplStart { from_lsn: p.a },
+            6 => Frame::ReplStart {
+                from_lsn: p.a,
+                epoch: p.b,
+                have: slots.view(),
+            },
             7 => Frame::Records {
                 lsn: p.a,
+                epoch: p.b,
                 payload: &p.bytes,
             },
             8 => Frame::ReplAck { lsn: p.a },
@@ -2130,16 +2195,7 @@ mod tests {
             },
             10 => Frame::SyncChunk { payload: &p.bytes },
             11 => Frame::SyncEnd { lsn: p.b },
-            12 => Frame::Heartbeat {
-                epoch: p.a,
-                from: &p.name,
-                sent_ms: p.b,
-            },
-            _ => Frame::HeartbeatAck {
-                epoch: p.a,
-                from: &p.name,
-                sent_ms: p.b,
-            },
+            _ => Frame::Consensus { payload: &p.bytes },
         }
     }
 

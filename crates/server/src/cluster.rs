@@ -13,7 +13,11 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use arc_swap::ArcSwap;
+use dse_cluster::membership::{Member, MemberState, Membership};
 use dse_cluster::{NodeSpec, Ring, SLOTS, SlotRange, key_slot};
 use dse_proto::Args;
 
@@ -30,6 +34,9 @@ pub enum Route {
     Moved { slot: u16, node: u16 },
     /// The keys are in different slots: no node can run the command atomically.
     CrossSlot,
+    /// This node cannot serve keys now: it lost contact with the majority of the
+    /// members, or is not (yet) one of them (`-CLUSTERDOWN`).
+    Down,
 }
 
 /// A split command's keys: per node, the argument positions of the keys it serves.
@@ -87,40 +94,79 @@ const NUMKEYS: &[(&str, usize, bool)] = &[
     ("fcall_ro", 2, false),
 ];
 
-/// Everything derived from one membership: the slot map and what the commands report.
+pub use dse_cluster::membership::MAX_MEMBERS;
+
+/// Everything derived from one agreed membership: the slot map and what the commands
+/// report. Immutable: a new membership builds a new one, swapped in whole.
 pub struct Topology {
+    /// The membership epoch this topology comes from.
+    pub epoch: u64,
+    /// Every member (removed ones too, as tombstones), by node index.
+    pub members: Vec<Member>,
+    /// The slot map over the members that are Up; node indices are member indices.
     pub ring: Ring,
-    /// This node's index in `ring.nodes()`.
+    /// This node's index; [`NOT_A_MEMBER`] while it waits to be added.
     pub myself: u16,
+    /// Some member is Up: the ring means something. Otherwise every keyed command is
+    /// refused.
+    pub serving: bool,
+    /// While this node is Joining or Ready: the slot map once it is Up (what it copies).
+    pub future: Option<Ring>,
     /// This node's role for each slot: one byte load per routed command.
     roles: Box<[SlotRole]>,
     /// Runs of slots with the same owners, in slot order (CLUSTER SLOTS).
     ranges: Vec<SlotRange>,
-    /// Per node: its 40-hex id, its shard's id, "host:port" for -MOVED, its config epoch,
-    /// and the slot ranges it is primary for.
+    /// Per node: its 40-hex id, its shard's id, "host:port" for -MOVED, and the slot
+    /// ranges it is primary for.
     ids: Vec<String>,
     shard_ids: Vec<String>,
     addrs: Vec<String>,
-    config_epochs: Vec<u64>,
     primary_ranges: Vec<Vec<(u16, u16)>>,
-    /// The highest config epoch.
-    pub current_epoch: u64,
+    /// Per node: its bus address, and the IP addresses it may connect from (resolved
+    /// once per membership).
+    pub bus_addrs: Vec<Option<SocketAddr>>,
+    pub peer_ips: Vec<Vec<std::net::IpAddr>>,
 }
 
+/// `Topology::myself` of a node that is not (yet) a member.
+pub const NOT_A_MEMBER: u16 = u16::MAX;
+
 impl Topology {
-    fn new(nodes: Vec<NodeSpec>, myself: u16, replicas: usize) -> Topology {
-        let ring = Ring::new(nodes, replicas);
-        let n = ring.nodes().len();
+    /// The topology of `membership` for the node `me`, whose index is `myself` (`None`
+    /// while it is not a member).
+    pub fn new(
+        membership: &Membership,
+        myself: Option<u16>,
+        replicas: usize,
+        me: &NodeSpec,
+    ) -> Topology {
+        let members = membership.members.clone();
+        let serving = members.iter().any(|m| m.state == MemberState::Up);
+        let myself = myself.unwrap_or(NOT_A_MEMBER);
+        let ring = if serving {
+            membership.ring(replicas)
+        } else {
+            // Nothing is served; a ring over everyone (or this node alone, before it knows
+            // anyone) keeps the lookups total.
+            let mut specs: Vec<NodeSpec> = members.iter().map(|m| m.spec.clone()).collect();
+            if specs.is_empty() {
+                specs.push(me.clone());
+            }
+            Ring::new(specs, replicas)
+        };
+        let n = members.len();
         let mut roles = vec![SlotRole::None; SLOTS].into_boxed_slice();
-        for (slot, role) in roles.iter_mut().enumerate() {
-            let owners = ring.owners(slot as u16);
-            if owners.primary == myself {
-                *role = SlotRole::Primary;
-            } else if owners.replicas().contains(&myself) {
-                *role = SlotRole::Replica;
+        if serving {
+            for (slot, role) in roles.iter_mut().enumerate() {
+                let owners = ring.owners(slot as u16);
+                if owners.primary == myself {
+                    *role = SlotRole::Primary;
+                } else if owners.replicas().contains(&myself) {
+                    *role = SlotRole::Replica;
+                }
             }
         }
-        let ranges = ring.ranges();
+        let ranges = if serving { ring.ranges() } else { Vec::new() };
         let mut primary_ranges = vec![Vec::new(); n];
         for r in &ranges {
             let runs: &mut Vec<(u16, u16)> = &mut primary_ranges[r.owners.primary as usize];
@@ -130,32 +176,43 @@ impl Topology {
                 _ => runs.push((r.start, r.end)),
             }
         }
-        // A static membership has no elections: each node's config epoch is its rank by
-        // name (unique, and the same on every node), the current epoch the highest.
-        let mut by_name: Vec<usize> = (0..n).collect();
-        by_name.sort_by(|&a, &b| ring.nodes()[a].name.cmp(&ring.nodes()[b].name));
-        let mut config_epochs = vec![0; n];
-        for (rank, &i) in by_name.iter().enumerate() {
-            config_epochs[i] = rank as u64 + 1;
-        }
+        let future = match members.get(myself as usize).map(|m| m.state) {
+            Some(MemberState::Joining | MemberState::Ready) => {
+                Some(membership.ring_with(myself, replicas))
+            }
+            _ => None,
+        };
+        let resolve = |spec: &NodeSpec| -> Vec<SocketAddr> {
+            use std::net::ToSocketAddrs;
+            (spec.host.as_str(), spec.bus_port)
+                .to_socket_addrs()
+                .map(|a| a.collect())
+                .unwrap_or_default()
+        };
+        let resolved: Vec<Vec<SocketAddr>> = members.iter().map(|m| resolve(&m.spec)).collect();
         Topology {
-            ids: ring.nodes().iter().map(NodeSpec::id).collect(),
-            shard_ids: ring
-                .nodes()
+            epoch: membership.epoch,
+            ids: members.iter().map(|m| m.spec.id()).collect(),
+            shard_ids: members
                 .iter()
-                .map(|s| dse_cluster::ring::node_id(&format!("{}\0shard", s.name)))
+                .map(|m| dse_cluster::ring::node_id(&format!("{}\0shard", m.spec.name)))
                 .collect(),
-            addrs: ring
-                .nodes()
+            addrs: members
                 .iter()
-                .map(|s| format!("{}:{}", s.host, s.port))
+                .map(|m| format!("{}:{}", m.spec.host, m.spec.port))
                 .collect(),
-            current_epoch: n as u64,
-            config_epochs,
+            bus_addrs: resolved.iter().map(|a| a.first().copied()).collect(),
+            peer_ips: resolved
+                .iter()
+                .map(|a| a.iter().map(|a| a.ip()).collect())
+                .collect(),
             primary_ranges,
             ranges,
             roles,
             myself,
+            serving,
+            future,
+            members,
             ring,
         }
     }
@@ -176,13 +233,37 @@ impl Topology {
         &self.shard_ids[node as usize]
     }
 
-    pub fn config_epoch(&self, node: u16) -> u64 {
-        self.config_epochs[node as usize]
+    pub fn spec(&self, node: u16) -> &NodeSpec {
+        &self.members[node as usize].spec
+    }
+
+    pub fn state(&self, node: u16) -> MemberState {
+        self.members[node as usize].state
+    }
+
+    /// Whether this node is a member.
+    pub fn is_member(&self) -> bool {
+        (self.myself as usize) < self.members.len()
+    }
+
+    /// Members that are not removed, by index.
+    pub fn known(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..self.members.len() as u16).filter(|&i| self.state(i) != MemberState::Removed)
+    }
+
+    /// The index of the member named `name` (removed ones included).
+    pub fn index_of(&self, name: &str) -> Option<u16> {
+        self.members
+            .iter()
+            .position(|m| m.spec.name == name)
+            .map(|i| i as u16)
     }
 
     /// The slot ranges `node` is primary for, in slot order.
     pub fn primary_ranges(&self, node: u16) -> &[(u16, u16)] {
-        &self.primary_ranges[node as usize]
+        self.primary_ranges
+            .get(node as usize)
+            .map_or(&[], |r| r.as_slice())
     }
 
     /// Nodes that are the primary of at least one slot (`cluster_size`).
@@ -194,18 +275,26 @@ impl Topology {
 /// A node's cluster state.
 pub struct ClusterState {
     pub config: ClusterConfig,
-    pub topology: Topology,
+    /// The current topology; swapped whole when the agreed membership changes.
+    topology: ArcSwap<Topology>,
+    /// The membership consensus, once started (right after the server is built).
+    pub consensus: OnceLock<dse_consensus::Consensus>,
     /// Per command index: where its keys are.
     keys: Box<[KeySpec]>,
     /// Table index of EXEC, whose keys are those of the queued commands.
     exec: usize,
+    /// Per node: when a frame last came from it (ms), for CLUSTER NODES.
+    heard: Box<[AtomicU64]>,
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+    /// What `writable` says before the consensus runs (unit tests drive routing alone).
+    pub writable_without_consensus: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterState {
     pub fn new(config: ClusterConfig, table: &CommandTable) -> ClusterState {
-        let mut nodes = vec![config.myself.clone()];
-        nodes.extend(config.peers.iter().cloned());
-        let topology = Topology::new(nodes, 0, config.replicas);
+        let (membership, myself) = config.initial_membership();
+        let topology = Topology::new(&membership, myself, config.replicas, &config.myself);
         let mut keys = vec![KeySpec::Table; table.len()].into_boxed_slice();
         for &(name, at, dest) in NUMKEYS {
             if let Some(idx) = table.lookup(name.as_bytes()) {
@@ -214,9 +303,35 @@ impl ClusterState {
         }
         ClusterState {
             config,
-            topology,
+            topology: ArcSwap::from_pointee(topology),
+            consensus: OnceLock::new(),
             keys,
             exec: table.lookup(b"exec").expect("EXEC is in the command table"),
+            heard: (0..MAX_MEMBERS).map(|_| AtomicU64::new(0)).collect(),
+            messages_sent: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
+            writable_without_consensus: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The current topology (a cheap, lock-free load).
+    #[inline]
+    pub fn topology(&self) -> arc_swap::Guard<Arc<Topology>> {
+        self.topology.load()
+    }
+
+    /// Installs the topology of a newer membership (the caller checked it is newer).
+    pub fn install(&self, t: Arc<Topology>) {
+        self.topology.store(t);
+    }
+
+    /// Whether this node may serve keyed commands now: it is in contact with a majority
+    /// of the members (the lease kept by the consensus thread).
+    #[inline]
+    pub fn writable(&self) -> bool {
+        match self.consensus.get() {
+            Some(c) => c.writable(),
+            None => self.writable_without_consensus.load(Ordering::Relaxed),
         }
     }
 
@@ -267,12 +382,16 @@ impl ClusterState {
     }
 
     fn decide(&self, slot: u16, write: bool, readonly: bool) -> Route {
-        match self.topology.role(slot) {
+        let t = self.topology.load();
+        if !t.serving || !self.writable() {
+            return Route::Down;
+        }
+        match t.role(slot) {
             SlotRole::Primary => Route::Local,
             SlotRole::Replica if readonly && !write => Route::Local,
             _ => Route::Moved {
                 slot,
-                node: self.topology.ring.primary(slot),
+                node: t.ring.primary(slot),
             },
         }
     }
@@ -335,9 +454,10 @@ impl ClusterState {
         if args.len() < 2 || (step == 2 && args.len().is_multiple_of(2)) {
             return None; // the command's own arity error, raised where it runs
         }
+        let t = self.topology.load();
         let mut groups: SplitGroups = Vec::new();
         for pos in (1..args.len()).step_by(step) {
-            let node = self.topology.ring.primary(key_slot(&args[pos]));
+            let node = t.ring.primary(key_slot(&args[pos]));
             match groups.iter_mut().find(|(n, _)| *n == node) {
                 Some((_, v)) => v.push(pos),
                 None => groups.push((node, vec![pos])),
@@ -349,25 +469,27 @@ impl ClusterState {
     /// Whether this node is the primary of every key's slot (a split part forwarded here
     /// may hold keys of several of its slots).
     pub fn all_primary_here(&self, spec: &CommandSpec, args: &Args<'_>) -> bool {
+        let t = self.topology.load();
         spec.key_positions(args.len())
-            .all(|p| self.topology.role(key_slot(&args[p])) == SlotRole::Primary)
+            .all(|p| t.role(key_slot(&args[p])) == SlotRole::Primary)
     }
 
     /// The `-MOVED` error for a redirect to `node`.
     pub fn moved_error(&self, slot: u16, node: u16) -> String {
-        format!("MOVED {slot} {}", self.topology.addrs[node as usize])
+        let t = self.topology.load();
+        format!("MOVED {slot} {}", t.addrs[node as usize])
     }
 
     /// Whether this node is the primary of `key`'s slot: the keys whole-keyspace
     /// commands (KEYS, SCAN, RANDOMKEY, DBSIZE) see, not the replica copies it holds.
     #[inline]
     pub fn serves(&self, key: &[u8]) -> bool {
-        self.topology.role(key_slot(key)) == SlotRole::Primary
+        self.topology.load().role(key_slot(key)) == SlotRole::Primary
     }
 
     /// The slots this node is primary for (cluster mode's FLUSHALL).
     pub fn primary_slots(&self) -> dse_cluster::bus::SlotSet {
-        let t = &self.topology;
+        let t = self.topology.load();
         let mut set = dse_cluster::bus::SlotSet::new();
         for &(start, end) in t.primary_ranges(t.myself) {
             set.insert_range(start, end);
@@ -378,7 +500,7 @@ impl ClusterState {
     /// Keys of the slots this node is primary for (DBSIZE), from the store's per-slot
     /// counts.
     pub fn primary_key_count(&self, store: &dse_engine::Store) -> u64 {
-        let t = &self.topology;
+        let t = self.topology.load();
         t.primary_ranges(t.myself)
             .iter()
             .flat_map(|&(start, end)| start..=end)
@@ -388,37 +510,44 @@ impl ClusterState {
 
     /// The host clients reach `node` at. For this node bound to a wildcard address, the
     /// address the client's own connection reached (`laddr`, "ip:port").
-    pub fn host<'a>(&'a self, node: u16, laddr: &'a str) -> std::borrow::Cow<'a, str> {
-        let spec = self.topology.ring.node(node);
-        if node == self.topology.myself
+    pub fn host(&self, t: &Topology, node: u16, laddr: &str) -> String {
+        if node == t.myself
             && self.config.host_is_wildcard
             && let Ok(local) = laddr.parse::<SocketAddr>()
         {
-            return local.ip().to_string().into();
+            return local.ip().to_string();
         }
-        spec.host.as_str().into()
+        t.spec(node).host.clone()
     }
 
-    /// CLUSTER NODES: one line per node, `\n`-terminated.
-    pub fn nodes_text(&self, laddr: &str) -> String {
-        let t = &self.topology;
+    /// Whether this node may take commands for keys now (CLUSTER INFO's cluster_state).
+    /// CLUSTER NODES: one line per known node, `\n`-terminated. Every node appears as a
+    /// master with the ranges it is primary for; a member marked down is `fail` (and
+    /// holds no slots), one still copying its slots (joining) holds none yet.
+    pub fn nodes_text(&self, laddr: &str, now_ms: u64) -> String {
+        let t = self.topology.load();
         let mut out = String::new();
-        for (i, spec) in t.ring.nodes().iter().enumerate() {
-            let i = i as u16;
-            let flags = if i == t.myself {
-                "myself,master"
-            } else {
-                "master"
-            };
-            // ping-sent and pong-recv stay 0 until the cluster bus exchanges pings.
+        for i in t.known() {
+            let spec = t.spec(i);
+            let mut flags = String::new();
+            if i == t.myself {
+                flags.push_str("myself,");
+            }
+            flags.push_str("master");
+            if t.state(i) == MemberState::Down {
+                flags.push_str(",fail");
+            }
+            let heard = self.heard_ms(i);
+            let connected = i == t.myself || (heard > 0 && now_ms.saturating_sub(heard) < 2_000);
             let _ = write!(
                 out,
-                "{} {}:{}@{} {flags} - 0 0 {} connected",
+                "{} {}:{}@{} {flags} - 0 {heard} {} {}",
                 t.id(i),
-                self.host(i, laddr),
+                self.host(&t, i, laddr),
                 spec.port,
                 spec.bus_port,
-                t.config_epoch(i)
+                t.epoch,
+                if connected { "connected" } else { "disconnected" },
             );
             for &(start, end) in t.primary_ranges(i) {
                 if start == end {
@@ -434,26 +563,46 @@ impl ClusterState {
 
     /// CLUSTER INFO: `field:value` lines, `\r\n`-terminated.
     pub fn info_text(&self) -> String {
-        let t = &self.topology;
-        let mut out = String::from("cluster_state:ok\r\n");
+        let t = self.topology.load();
+        let ok = t.serving && self.writable();
+        let mut out = format!("cluster_state:{}\r\n", if ok { "ok" } else { "fail" });
+        let assigned = if t.serving { SLOTS as u64 } else { 0 };
         let fields: [(&str, u64); 11] = [
-            ("cluster_slots_assigned", SLOTS as u64),
-            ("cluster_slots_ok", SLOTS as u64),
+            ("cluster_slots_assigned", assigned),
+            ("cluster_slots_ok", if ok { assigned } else { 0 }),
             ("cluster_slots_pfail", 0),
-            ("cluster_slots_fail", 0),
-            ("cluster_known_nodes", t.ring.nodes().len() as u64),
+            ("cluster_slots_fail", if ok { 0 } else { assigned }),
+            ("cluster_known_nodes", t.known().count() as u64),
             ("cluster_size", t.size() as u64),
-            ("cluster_current_epoch", t.current_epoch),
-            ("cluster_my_epoch", t.config_epoch(t.myself)),
-            // No cluster bus yet: no messages.
-            ("cluster_stats_messages_sent", 0),
-            ("cluster_stats_messages_received", 0),
+            // One epoch for the whole configuration: the agreed membership's.
+            ("cluster_current_epoch", t.epoch),
+            ("cluster_my_epoch", t.epoch),
+            ("cluster_stats_messages_sent", self.messages_sent.load(Ordering::Relaxed)),
+            (
+                "cluster_stats_messages_received",
+                self.messages_received.load(Ordering::Relaxed),
+            ),
             ("total_cluster_links_buffer_limit_exceeded", 0),
         ];
         for (name, value) in fields {
             let _ = write!(out, "{name}:{value}\r\n");
         }
         out
+    }
+
+    /// A frame came from `node` on the bus (CLUSTER NODES' pong-recv and link state).
+    #[inline]
+    pub fn heard_from(&self, node: u16, now_ms: u64) {
+        if let Some(h) = self.heard.get(node as usize) {
+            h.store(now_ms, Ordering::Relaxed);
+        }
+        self.messages_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn heard_ms(&self, node: u16) -> u64 {
+        self.heard
+            .get(node as usize)
+            .map_or(0, |h| h.load(Ordering::Relaxed))
     }
 }
 
@@ -470,7 +619,9 @@ mod tests {
         args.extend(extra);
         let cfg = Config::load(args).unwrap();
         let table = CommandTable::new(crate::cmd::FAMILIES);
-        ClusterState::new(cfg.cluster.unwrap(), &table)
+        let c = ClusterState::new(cfg.cluster.unwrap(), &table);
+        c.writable_without_consensus.store(true, Ordering::Relaxed);
+        c
     }
 
     fn route(c: &ClusterState, args: &[&str], readonly: bool) -> Route {
@@ -494,9 +645,10 @@ mod tests {
 
     /// A key whose slot has role `role` on `c`.
     fn key_with(c: &ClusterState, role: SlotRole) -> String {
+        let t = c.topology();
         (0..100_000)
             .map(|i| format!("k{i}"))
-            .find(|k| c.topology.role(key_slot(k.as_bytes())) == role)
+            .find(|k| t.role(key_slot(k.as_bytes())) == role)
             .unwrap()
     }
 
@@ -505,7 +657,7 @@ mod tests {
     #[test]
     fn roles_follow_the_ring() {
         let c = state("a", PEERS, &[]);
-        let t = &c.topology;
+        let t = c.topology();
         let mut primary = 0;
         for slot in 0..SLOTS as u16 {
             let owners = t.ring.owners(slot);
@@ -525,12 +677,12 @@ mod tests {
             .map(|&(s, e)| (e - s) as usize + 1)
             .sum();
         assert_eq!(ranges, primary);
-        assert_eq!(t.ring.node(2).bus_port, 17999);
-        assert_eq!(t.ring.node(1).bus_port, 17002);
+        // Members are numbered by name, the same on every node.
+        assert_eq!(t.myself, 0);
+        assert_eq!(t.spec(2).bus_port, 17999);
+        assert_eq!(t.spec(1).bus_port, 17002);
         assert_eq!(t.size(), 3);
-        assert_eq!(t.current_epoch, 3);
-        assert_eq!(t.config_epoch(0), 1);
-        assert_eq!(t.config_epoch(2), 3);
+        assert_eq!(t.epoch, 1);
     }
 
     #[test]
@@ -544,7 +696,7 @@ mod tests {
         let slot = key_slot(copy.as_bytes());
         let moved = Route::Moved {
             slot,
-            node: c.topology.ring.primary(slot),
+            node: c.topology().ring.primary(slot),
         };
         assert_eq!(route(&c, &["GET", &copy], false), moved);
         // A replica copy serves reads to a READONLY connection, never writes.
@@ -615,12 +767,12 @@ mod tests {
     #[test]
     fn descriptions() {
         let c = state("a", PEERS, &[]);
-        let nodes = c.nodes_text("127.0.0.1:7001");
+        let nodes = c.nodes_text("127.0.0.1:7001", 0);
         let lines: Vec<&str> = nodes.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(nodes.ends_with('\n'));
         let first: Vec<&str> = lines[0].split(' ').collect();
-        assert_eq!(first[0], c.topology.id(0));
+        assert_eq!(first[0], c.topology().id(0));
         assert_eq!(first[1], "127.0.0.1:7001@17001");
         assert_eq!(first[2], "myself,master");
         assert_eq!(&first[3..8], &["-", "0", "0", "1", "connected"]);
@@ -630,7 +782,8 @@ mod tests {
         assert!(info.contains("cluster_known_nodes:3\r\n"));
         // A wildcard bind: this node is described by the address the client reached.
         let w = state("a", PEERS, &["--bind", "0.0.0.0"]);
-        assert_eq!(w.host(0, "10.1.2.3:7001"), "10.1.2.3");
-        assert_eq!(w.host(1, "10.1.2.3:7001"), "127.0.0.1");
+        let t = w.topology();
+        assert_eq!(w.host(&t, 0, "10.1.2.3:7001"), "10.1.2.3");
+        assert_eq!(w.host(&t, 1, "10.1.2.3:7001"), "127.0.0.1");
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::Parser;
+use dse_cluster::membership::Membership;
 use serde::Deserialize;
 
 /// A size in bytes, written as Redis writes them: `1gb`, `512mb`, `64kb`, `100k`
@@ -206,6 +207,20 @@ pub struct Options {
     #[arg(long)]
     pub cluster_secret: Option<String>,
 
+    /// Milliseconds of silence after which the cluster marks a node down and hands its
+    /// slots to their first replicas [default: 3000]
+    #[arg(long)]
+    pub node_timeout: Option<u64>,
+
+    /// Milliseconds after start during which no node is marked down [default: 15000]
+    #[arg(long)]
+    pub startup_grace: Option<u64>,
+
+    /// Start without peers and wait to be added to a cluster by CLUSTER MEET
+    /// [default: no]
+    #[arg(long, num_args = 0..=1, default_missing_value = "yes")]
+    pub join: Option<YesNo>,
+
     /// Read settings from this TOML file (same names as the flags; flags win)
     #[arg(long)]
     #[serde(skip)]
@@ -263,6 +278,39 @@ pub struct ClusterConfig {
     /// Answer -MOVED instead of forwarding.
     pub redirect: bool,
     pub secret: Option<String>,
+    /// `--node-timeout` and `--startup-grace`, ms.
+    pub node_timeout: u64,
+    pub startup_grace: u64,
+    /// `--join`: no peers; wait for CLUSTER MEET.
+    pub join: bool,
+}
+
+impl ClusterConfig {
+    /// The membership before the consensus has said anything: this node and its peers,
+    /// all up (what every node of a new cluster starts from), or, for a node waiting to
+    /// be added, none.
+    pub fn initial_membership(&self) -> (Membership, Option<u16>) {
+        if self.join {
+            let none = Membership {
+                epoch: 0,
+                members: Vec::new(),
+            };
+            return (none, None);
+        }
+        let m = Membership::bootstrap(self.bootstrap_nodes());
+        let me = m.index_of(&self.myself.name);
+        (m, me)
+    }
+
+    /// This node and `--peers`: the first members of a new cluster.
+    pub fn bootstrap_nodes(&self) -> Vec<dse_cluster::NodeSpec> {
+        if self.join {
+            return Vec::new();
+        }
+        let mut nodes = vec![self.myself.clone()];
+        nodes.extend(self.peers.iter().cloned());
+        nodes
+    }
 }
 
 // By hand, so that printing the configuration never prints the secret.
@@ -277,12 +325,16 @@ impl std::fmt::Debug for ClusterConfig {
             .field("quorum_timeout", &self.quorum_timeout)
             .field("redirect", &self.redirect)
             .field("secret", &self.secret.as_ref().map(|_| "<hidden>"))
+            .field("node_timeout", &self.node_timeout)
+            .field("startup_grace", &self.startup_grace)
+            .field("join", &self.join)
             .finish()
     }
 }
 
-/// Most nodes a cluster can have (node indices are `u16` in the slot map).
-pub const MAX_NODES: usize = 1000;
+/// Most nodes a cluster can have: the replication keeps bitmasks of node indices in a
+/// `u64`, and a removed node's index is never reused.
+pub const MAX_NODES: usize = crate::cluster::MAX_MEMBERS;
 
 /// A node name must survive `--peers` (no `:` or `,`) and log lines (no spaces).
 fn check_node_name(name: &str, what: &str) -> Result<(), String> {
@@ -379,6 +431,9 @@ impl Options {
                 ("--cluster-redirect", pick!(cluster_redirect).is_some()),
                 ("--quorum-timeout", pick!(quorum_timeout).is_some()),
                 ("--cluster-secret", pick!(cluster_secret).is_some()),
+                ("--node-timeout", pick!(node_timeout).is_some()),
+                ("--startup-grace", pick!(startup_grace).is_some()),
+                ("--join", pick!(join).is_some()),
             ];
             if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
                 return Err(format!("{flag} needs --node (cluster mode)"));
@@ -442,6 +497,10 @@ impl Options {
         if peers.len() + 1 > MAX_NODES {
             return Err(format!("a cluster has at most {MAX_NODES} nodes"));
         }
+        let join = pick!(join).is_some_and(|y| y.0);
+        if join && !peers.is_empty() {
+            return Err("--join starts a node that waits for CLUSTER MEET: give no --peers".into());
+        }
         let replicas = pick!(replicas).unwrap_or(1);
         if replicas > dse_cluster::ring::MAX_REPLICAS {
             return Err(format!(
@@ -449,8 +508,13 @@ impl Options {
                 dse_cluster::ring::MAX_REPLICAS
             ));
         }
-        // A slot has as many copies as there are nodes to hold them, at most.
-        let copies = replicas.min(peers.len()) + 1;
+        // A slot has as many copies as there are nodes to hold them, at most (a joining
+        // node's cluster is not known yet).
+        let copies = if join {
+            replicas + 1
+        } else {
+            replicas.min(peers.len()) + 1
+        };
         // Two copies by default when there is a replica to hold the second.
         let write_quorum = pick!(write_quorum).unwrap_or(copies.min(2));
         if write_quorum < 1 || write_quorum > replicas + 1 {
@@ -466,9 +530,6 @@ impl Options {
                 peers.len() + 1
             ));
         }
-        if write_quorum > 1 && peers.len() + 1 > 64 {
-            return Err("--write-quorum above 1 supports clusters of at most 64 nodes".into());
-        }
         Ok(Some(ClusterConfig {
             myself,
             host_is_wildcard: host.is_none(),
@@ -478,6 +539,12 @@ impl Options {
             quorum_timeout: pick!(quorum_timeout).unwrap_or(10_000),
             redirect: pick!(cluster_redirect).is_some_and(|y| y.0),
             secret: pick!(cluster_secret).filter(|s| !s.is_empty()),
+            node_timeout: match pick!(node_timeout).unwrap_or(3000) {
+                t @ 100..=3_600_000 => t,
+                t => return Err(format!("--node-timeout must be 100 to 3600000 ms, got {t}")),
+            },
+            startup_grace: pick!(startup_grace).unwrap_or(15_000),
+            join,
         }))
     }
 }

@@ -38,8 +38,11 @@ use crate::session::Conn;
 
 /// A cluster-bus connection's state.
 pub struct BusConn {
-    /// The node at the other end, once the handshake says who it is.
+    /// The member at the other end, once the handshake says who it is.
     pub peer: Option<u16>,
+    /// The name the other end proved (a member's, or a node not yet in the cluster that
+    /// may only exchange consensus messages with us); empty until the handshake is done.
+    pub peer_name: String,
     pub decoder: Decoder,
     pub side: Side,
     /// The connection's remote address (an acceptor checks it against `--peers`).
@@ -52,7 +55,8 @@ pub struct BusConn {
 }
 
 pub enum Side {
-    /// We dialled `peer` to forward to it.
+    /// We dialled `peer` to forward to it ([`STRANGER`]: a node that is not a member,
+    /// for consensus messages).
     Outbound { peer: u16, handshake: Initiator },
     /// A peer dialled us; `None` once authenticated.
     Inbound { handshake: Option<Acceptor> },
@@ -74,7 +78,12 @@ struct Inflight {
     id: u64,
     client: ConnRef,
     requests: usize,
+    /// When it was staged (ms).
+    since_ms: u64,
 }
+
+/// Bytes of unsent consensus messages past which a link takes no more.
+const CONSENSUS_OUTBOX_LIMIT: usize = 1 << 20;
 
 /// The frame a client's batch is appending requests to.
 struct Open {
@@ -87,6 +96,8 @@ struct Open {
 #[derive(Default)]
 pub struct LoopLinks {
     links: Vec<Link>,
+    /// Links to nodes that are not members, by bus address (consensus messages only).
+    strangers: Vec<(SocketAddr, Link)>,
     next_id: u64,
     open: Option<Open>,
     /// Replies (or failures) that came back, for the end of the turn to hand to clients.
@@ -108,11 +119,16 @@ struct GatherState {
     resp3: bool,
 }
 
+/// The `peer` of an outbound link to a node that is not a member (CLUSTER MEET).
+pub const STRANGER: u16 = u16::MAX;
+
 /// Every loop's links, and how this node introduces itself on the bus.
 pub struct Forwarding {
     loops: Box<[Mutex<LoopLinks>]>,
     pub my_name: String,
     pub auth: Auth,
+    /// The membership epoch forwards carry.
+    pub epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A reply to each request of a forward that will not be answered.
@@ -122,7 +138,7 @@ fn unreachable_replies(node: &str, n: usize) -> Vec<u8> {
 }
 
 impl Forwarding {
-    pub fn new(loops: usize, nodes: usize, my_name: String, auth: Auth) -> Forwarding {
+    pub fn new(loops: usize, nodes: usize, my_name: String, auth: Auth, epoch: u64) -> Forwarding {
         Forwarding {
             loops: (0..loops)
                 .map(|_| {
@@ -134,6 +150,7 @@ impl Forwarding {
                 .collect(),
             my_name,
             auth,
+            epoch: std::sync::atomic::AtomicU64::new(epoch),
         }
     }
 
@@ -157,11 +174,14 @@ impl Forwarding {
             ll.next_id += 1;
             let id = ll.next_id;
             let link = &mut ll.links[node as usize];
-            let frame = OpenFrame::forward(&mut link.outbox, id, resp).expect("resp is 2 or 3");
+            let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
+            let frame =
+                OpenFrame::forward(&mut link.outbox, id, resp, epoch).expect("resp is 2 or 3");
             link.inflight.push_back(Inflight {
                 id,
                 client,
                 requests: 0,
+                since_ms: crate::server::unix_ms(),
             });
             ll.open = Some(Open {
                 node,
@@ -239,9 +259,82 @@ impl Forwarding {
         close_open(&mut self.loops[loop_index].lock());
     }
 
-    /// The outbound connection of this loop to `peer` is authenticated.
-    pub fn link_ready(&self, loop_index: usize, peer: u16) {
-        self.loops[loop_index].lock().links[peer as usize].ready = true;
+    /// The outbound connection `conn` of this loop to `peer` is authenticated.
+    pub fn link_ready(&self, loop_index: usize, peer: u16, conn: ConnRef) {
+        let mut ll = self.loops[loop_index].lock();
+        if let Some(l) = ll.links.get_mut(peer as usize) {
+            l.ready = true;
+        }
+        for (_, l) in ll.strangers.iter_mut() {
+            if l.conn == Some(conn) {
+                l.ready = true;
+            }
+        }
+    }
+
+    /// Queues a consensus message for member `node` (`Some`) or for the node at bus
+    /// address `addr` that is not a member; it leaves at the end of the loop's turn.
+    pub fn send_consensus(
+        &self,
+        loop_index: usize,
+        node: Option<u16>,
+        addr: SocketAddr,
+        msg: &[u8],
+    ) {
+        let mut guard = self.loops[loop_index].lock();
+        let ll = &mut *guard;
+        // An open Forward frame is at the end of its outbox: finish it first.
+        close_open(ll);
+        let link = match node {
+            Some(n) => match ll.links.get_mut(n as usize) {
+                Some(l) => l,
+                None => return,
+            },
+            None => match ll.strangers.iter().position(|(a, _)| *a == addr) {
+                Some(i) => &mut ll.strangers[i].1,
+                None => {
+                    ll.strangers.push((addr, Link::default()));
+                    &mut ll.strangers.last_mut().expect("just pushed").1
+                }
+            },
+        };
+        // A link that cannot keep up (a peer that is not reading) drops consensus
+        // messages rather than buffer without bound: the consensus resends.
+        if link.outbox.len() > CONSENSUS_OUTBOX_LIMIT {
+            return;
+        }
+        let f = OpenFrame::consensus(&mut link.outbox);
+        link.outbox.extend_from_slice(msg);
+        let _ = f.finish(&mut link.outbox);
+    }
+
+    /// Fails what is in flight to `peer` on every link of this loop and closes the link
+    /// (the peer left the ring, or stopped answering): returns its connection to close.
+    pub fn abandon(&self, loop_index: usize, peer: u16, peer_name: &str) -> Option<ConnRef> {
+        let conn = self.loops[loop_index]
+            .lock()
+            .links
+            .get(peer as usize)
+            .and_then(|l| l.conn);
+        self.link_lost(loop_index, peer, peer_name);
+        conn
+    }
+
+    /// Links of this loop whose oldest forward has waited longer than `timeout_ms`: the
+    /// node is not answering (a partition keeps a TCP connection open for minutes).
+    pub fn stalled(&self, loop_index: usize, now_ms: u64, timeout_ms: u64) -> Vec<u16> {
+        self.loops[loop_index]
+            .lock()
+            .links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.inflight
+                    .front()
+                    .is_some_and(|f| now_ms.saturating_sub(f.since_ms) > timeout_ms)
+            })
+            .map(|(n, _)| n as u16)
+            .collect()
     }
 
     /// Replies for the oldest forward in flight to `peer` on this loop came back.
@@ -265,7 +358,9 @@ impl Forwarding {
         if matches!(&ll.open, Some(o) if o.node == peer) {
             close_open(ll);
         }
-        let link = &mut ll.links[peer as usize];
+        let Some(link) = ll.links.get_mut(peer as usize) else {
+            return;
+        };
         link.conn = None;
         link.ready = false;
         link.outbox.clear();
@@ -290,43 +385,19 @@ impl Forwarding {
         close_open(ll);
         let mut lost = Vec::new();
         for (node, link) in ll.links.iter_mut().enumerate() {
-            if link.outbox.is_empty() {
-                continue;
-            }
-            match link.conn {
-                None => {
-                    let Some(addr) = addr_of(node as u16) else {
-                        lost.push(node as u16);
-                        continue;
-                    };
-                    let mut hello = Vec::new();
-                    let Ok(initiator) =
-                        Initiator::start(&self.my_name, self.auth.clone(), &mut hello)
-                    else {
-                        lost.push(node as u16);
-                        continue;
-                    };
-                    match conns.connect(addr, new_conn(node as u16, initiator, addr)) {
-                        Ok(r) => {
-                            if let Some(c) = conns.get(r) {
-                                c.out.extend_from_slice(&hello);
-                                c.state.session.conn = r;
-                            }
-                            link.conn = Some(r);
-                            link.ready = false;
-                        }
-                        Err(_) => lost.push(node as u16),
-                    }
-                }
-                Some(r) if link.ready => {
-                    if let Some(c) = conns.get(r) {
-                        c.out.extend_from_slice(&link.outbox);
-                        link.outbox.clear();
-                    }
-                }
-                Some(_) => {} // still shaking hands
+            let addr = || addr_of(node as u16);
+            if !self.flush_link(conns, link, node as u16, addr, &new_conn) {
+                lost.push(node as u16);
             }
         }
+        for (addr, link) in ll.strangers.iter_mut() {
+            if !self.flush_link(conns, link, STRANGER, || Some(*addr), &new_conn) {
+                link.outbox.clear();
+            }
+        }
+        // A stranger's link that is gone and has nothing to say is forgotten.
+        ll.strangers
+            .retain(|(_, l)| l.conn.is_some() || !l.outbox.is_empty());
         for node in lost {
             let link = &mut ll.links[node as usize];
             link.outbox.clear();
@@ -349,6 +420,60 @@ impl Forwarding {
         }
         out.append(&mut ll.completions);
         out
+    }
+}
+
+impl Forwarding {
+    /// Writes one link's outbox, connecting it first if needed; false when it cannot
+    /// connect.
+    fn flush_link(
+        &self,
+        conns: &mut Conns<'_, Conn>,
+        link: &mut Link,
+        node: u16,
+        addr_of: impl FnOnce() -> Option<SocketAddr>,
+        new_conn: &impl Fn(u16, Initiator, SocketAddr) -> Conn,
+    ) -> bool {
+        if link.outbox.is_empty() {
+            return true;
+        }
+        match link.conn {
+            None => {
+                let Some(addr) = addr_of() else {
+                    return false;
+                };
+                let mut hello = Vec::new();
+                let Ok(initiator) = Initiator::start(&self.my_name, self.auth.clone(), &mut hello)
+                else {
+                    return false;
+                };
+                match conns.connect(addr, new_conn(node, initiator, addr)) {
+                    Ok(r) => {
+                        if let Some(c) = conns.get(r) {
+                            c.out.extend_from_slice(&hello);
+                            c.state.session.conn = r;
+                        }
+                        link.conn = Some(r);
+                        link.ready = false;
+                    }
+                    Err(_) => return false,
+                }
+            }
+            Some(r) if link.ready => {
+                if let Some(c) = conns.get(r) {
+                    c.out.extend_from_slice(&link.outbox);
+                    link.outbox.clear();
+                }
+            }
+            Some(_) => {} // still shaking hands
+        }
+        true
+    }
+
+    /// A stranger's link closed.
+    pub fn stranger_lost(&self, loop_index: usize, conn: ConnRef) {
+        let mut ll = self.loops[loop_index].lock();
+        ll.strangers.retain(|(_, l)| l.conn != Some(conn));
     }
 }
 
@@ -449,6 +574,7 @@ impl BusConn {
     pub fn outbound(peer: u16, handshake: Initiator, addr: SocketAddr) -> BusConn {
         BusConn {
             peer: None,
+            peer_name: String::new(),
             decoder: Decoder::new(HANDSHAKE_MAX_FRAME),
             side: Side::Outbound { peer, handshake },
             addr,
@@ -468,6 +594,7 @@ impl BusConn {
     pub fn inbound(handshake: Acceptor, addr: SocketAddr) -> BusConn {
         BusConn {
             peer: None,
+            peer_name: String::new(),
             decoder: Decoder::new(HANDSHAKE_MAX_FRAME),
             side: Side::Inbound {
                 handshake: Some(handshake),
@@ -505,6 +632,6 @@ impl BusConn {
     }
 
     pub fn authenticated(&self) -> bool {
-        self.peer.is_some()
+        !self.peer_name.is_empty()
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod forward;
 pub mod info;
 pub mod long_double;
+pub mod membership;
 pub mod replication;
 pub mod server;
 pub mod service;
@@ -183,6 +184,7 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         .map_err(|e| format!("cannot start event loops: {e}"))?;
     let _ = srv.net.set(net.shared.clone());
     let _ = srv.loops.set(net.loops.clone());
+    membership::start(&srv)?;
 
     {
         let srv = srv.clone();

@@ -31,7 +31,9 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use dse_cluster::bus::{Frame, OpenFrame, SlotSet};
+use dse_cluster::membership::{MemberState, Membership};
 use dse_cluster::{SLOTS, key_slot};
 use dse_engine::{Effect, Journal, JournalError, Lsn, Store, slot_in};
 use dse_net::ConnRef;
@@ -41,7 +43,7 @@ use dse_persist::{Persistence, Wal};
 use dse_proto::Args;
 use parking_lot::Mutex;
 
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, MAX_MEMBERS, Topology};
 use crate::command::{CmdError, CmdResult, CommandSpec, Ctx, cmd, flag::*};
 use crate::session::WaitCall;
 
@@ -142,26 +144,26 @@ pub fn take_batch_mask() -> u64 {
 /// anything is logged or applied.
 pub struct QuorumJournal {
     inner: Box<dyn Journal>,
-    masks: Arc<[u64]>,
-    all: u64,
+    plan: Arc<ArcSwap<Plan>>,
     live: Arc<AtomicU64>,
 }
 
 impl Journal for QuorumJournal {
     fn append(&self, effects: &[Effect<'_>]) -> Result<Lsn, JournalError> {
+        let plan = self.plan.load();
         let mut need = 0;
         for e in effects {
             match e.key() {
-                Some(key) => need |= self.masks[key_slot(key) as usize],
+                Some(key) => need |= plan.masks[key_slot(key) as usize],
                 None => match e {
                     Effect::DropSlots { slots, .. } => {
                         for s in 0..SLOTS as u16 {
                             if slot_in(slots, s) {
-                                need |= self.masks[s as usize];
+                                need |= plan.masks[s as usize];
                             }
                         }
                     }
-                    Effect::FlushAll => need |= self.all,
+                    Effect::FlushAll => need |= plan.all,
                     _ => {}
                 },
             }
@@ -248,26 +250,163 @@ impl Waiters {
     }
 }
 
+/// What this node sends and receives under one topology: which slots it copies from
+/// each primary, which of its slots each replica copies, and which replicas a write of
+/// each slot must reach.
+pub struct Plan {
+    pub epoch: u64,
+    /// Per node: the slots this node copies from it (`from`) and those it copies from
+    /// this node (`to`).
+    from: Vec<SlotSet>,
+    to: Vec<SlotSet>,
+    /// Per slot: the replicas (bit per node) a write must reach before its reply.
+    masks: Box<[u64]>,
+    /// Every mask's bits (FLUSHALL).
+    all: u64,
+    /// Nodes that are replicas of some slot this node is primary for (WAIT, INFO); not
+    /// nodes still copying before they join.
+    replica_nodes: u64,
+    /// The slots this node is primary for or holds a copy of.
+    held: SlotSet,
+}
+
+impl Plan {
+    /// The plan of node `t.myself` under topology `t` with write quorum `quorum`.
+    ///
+    /// A slot's primary ships it to the slot's replicas, and also to every member that is
+    /// Joining or Ready and will hold the slot once Up (it copies before it serves). The
+    /// write quorum counts the first `quorum - 1` replicas in ring order, and every Ready
+    /// member that will hold the slot: from the epoch a member is Ready on, every
+    /// acknowledged write of its future slots reaches it, so it holds them all when it
+    /// takes them over.
+    pub fn new(t: &Topology, quorum: usize, replicas: usize) -> Plan {
+        let me = t.myself;
+        let mut from = vec![SlotSet::new(); MAX_MEMBERS];
+        let mut to = vec![SlotSet::new(); MAX_MEMBERS];
+        let mut masks = vec![0u64; SLOTS];
+        let mut held = SlotSet::new();
+        let mut replica_nodes = 0u64;
+        // The rings of the members that copy before they join.
+        let membership = Membership {
+            epoch: t.epoch,
+            members: t.members.clone(),
+        };
+        let joining: Vec<(u16, bool, dse_cluster::Ring)> = if t.serving {
+            (0..t.members.len() as u16)
+                .filter_map(|x| match t.state(x) {
+                    MemberState::Joining => Some((x, false)),
+                    MemberState::Ready => Some((x, true)),
+                    _ => None,
+                })
+                .map(|(x, ready)| (x, ready, membership.ring_with(x, replicas)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if t.serving && t.is_member() {
+            for slot in 0..SLOTS as u16 {
+                let owners = t.ring.owners(slot);
+                if owners.primary == me {
+                    held.insert(slot);
+                    for (i, &r) in owners.replicas().iter().enumerate() {
+                        to[r as usize].insert(slot);
+                        replica_nodes |= 1 << r;
+                        if i + 1 < quorum {
+                            masks[slot as usize] |= 1 << r;
+                        }
+                    }
+                    for (x, ready, ring) in &joining {
+                        if *x != me && ring.owners(slot).all().any(|n| n == *x) {
+                            to[*x as usize].insert(slot);
+                            if *ready && quorum > 1 {
+                                masks[slot as usize] |= 1 << x;
+                            }
+                        }
+                    }
+                } else if owners.replicas().contains(&me) {
+                    held.insert(slot);
+                    from[owners.primary as usize].insert(slot);
+                }
+                if let Some(future) = &t.future
+                    && owners.primary != me
+                    && future.owners(slot).all().any(|n| n == me)
+                {
+                    held.insert(slot);
+                    from[owners.primary as usize].insert(slot);
+                }
+            }
+        }
+        let all = masks.iter().fold(0, |a, &m| a | m);
+        Plan {
+            epoch: t.epoch,
+            from,
+            to,
+            masks: masks.into(),
+            all,
+            replica_nodes,
+            held,
+        }
+    }
+
+    fn empty() -> Plan {
+        Plan {
+            epoch: 0,
+            from: vec![SlotSet::new(); MAX_MEMBERS],
+            to: vec![SlotSet::new(); MAX_MEMBERS],
+            masks: vec![0u64; SLOTS].into(),
+            all: 0,
+            replica_nodes: 0,
+            held: SlotSet::new(),
+        }
+    }
+}
+
 /// The primary's side of one stream: what it sends next to one replica.
 struct Sender {
     conn: ConnRef,
     peer: u16,
+    /// The slots this stream carries, fixed when it started: a plan that changes them
+    /// closes the stream (the replica opens a new one).
+    slots: SlotSet,
+    /// The epoch Records frames carry: the newest epoch such that every write this node
+    /// made before it applied that epoch is in the frames sent so far. `pending` is a
+    /// newer epoch and the log position the frames must pass before they carry it.
+    epoch: u64,
+    pending: Option<(u64, Lsn)>,
     state: SendState,
     /// A stream resumed from the log first confirms where it resumes (an empty Records
-    /// frame), so the replica knows it is online before anything new is written.
+    /// frame), so the replica knows it is online before anything new is written; a new
+    /// epoch is confirmed the same way.
     announce: bool,
+    /// The plan no longer matches the stream: its loop closes it.
+    close: bool,
 }
 
 enum SendState {
-    /// Dumping the replica's slots shard by shard; `lsns[i]` is the last LSN assigned
-    /// when shard `i` was dumped.
-    Sync { next_shard: usize, lsns: Vec<Lsn> },
+    /// Dumping `slots` shard by shard; `lsns[i]` is the last LSN assigned when shard `i`
+    /// was dumped. The tail then starts at the smallest of them, or at `resume` (the
+    /// replica's position for the slots it already had) if that is lower.
+    Sync {
+        next_shard: usize,
+        lsns: Vec<Lsn>,
+        slots: SlotSet,
+        resume: Option<Lsn>,
+    },
     /// Shipping the log. Until the reader passes `covered`'s highest LSN, a record's
-    /// effect on a key whose shard's dump already held it is skipped.
+    /// effect on a key of the dumped slots whose shard's dump already held it is skipped;
+    /// effects on the slots the replica already had are skipped before `resume`.
     Tail {
         reader: LogReader,
-        covered: Option<Vec<Lsn>>,
+        covered: Option<Covered>,
+        resume: Lsn,
     },
+}
+
+/// What a resync's shard dumps hold: per shard, the last LSN its dump covers, and the
+/// slots dumped.
+struct Covered {
+    lsns: Vec<Lsn>,
+    slots: SlotSet,
 }
 
 /// How the replica's side of a stream stands (INFO).
@@ -281,32 +420,39 @@ pub enum StreamState {
 /// The replica's side of the stream from one primary.
 struct Inbound {
     conn: Option<ConnRef>,
-    /// The primary's LSN through which everything of ours was applied here.
+    /// The primary's LSN through which everything of `have` was applied here.
     applied: Lsn,
     /// What the last ReplAck said.
     acked: Lsn,
-    /// A full resync completed in this process: a reconnect resumes from the log.
+    /// A resync completed in this process: a reconnect resumes from the log for `have`.
     synced: bool,
+    /// The slots copied from this primary, complete through `applied`.
+    have: SlotSet,
+    /// A resync under way: the slots it copies (joining `have` at its end).
+    syncing: SlotSet,
+    /// The epoch since which the plan's slots from this primary are what they are: a
+    /// Records frame of an older epoch is from a stream that no longer stands.
+    since: u64,
+    /// The newest epoch of a Records frame applied on this connection.
+    epoch_seen: u64,
     state: StreamState,
     last_try_ms: u64,
     /// `drop_gen` when the connection was opened (DEBUG REPL-DROP closes older ones).
     generation: u64,
+    /// The plan changed this stream's slots: its loop closes it.
+    close: bool,
 }
 
 pub struct Replication {
     /// Copies a write needs, the primary's included (`--write-quorum`).
     pub quorum: usize,
+    /// `--replicas`.
+    replicas: usize,
     /// `--quorum-timeout`, ms.
     pub timeout_ms: AtomicU64,
-    myself: u16,
     loops: usize,
-    masks: Arc<[u64]>,
-    /// Nodes that copy a slot this node is primary for.
-    replica_nodes: u64,
-    /// Per node `n`: the slots this node copies from `n` (`from`) and those `n` copies
-    /// from this node (`to`).
-    from: Vec<SlotSet>,
-    to: Vec<SlotSet>,
+    /// What this node sends and receives now.
+    plan: Arc<ArcSwap<Plan>>,
     /// Per node: the highest LSN of ours it acknowledged, and when (ms).
     acked: Box<[AtomicU64]>,
     ack_ms: Box<[AtomicU64]>,
@@ -328,9 +474,31 @@ pub struct Replication {
 /// Why a frame from the bus cannot be handled: the connection closes.
 pub type StreamError = String;
 
+/// The epoch a Records frame through `through` carries: `pending` becomes the stream's
+/// epoch once the frames pass the log position it waits for.
+fn frame_epoch(epoch: &mut u64, pending: &mut Option<(u64, Lsn)>, through: Lsn) -> u64 {
+    if let Some((e, at)) = *pending
+        && through >= at
+    {
+        *epoch = e;
+        *pending = None;
+    }
+    *epoch
+}
+
+/// A resync of every slot of a stream.
+fn full_resync(slots: &SlotSet) -> SendState {
+    SendState::Sync {
+        next_shard: usize::MAX,
+        lsns: Vec::new(),
+        slots: slots.clone(),
+        resume: None,
+    }
+}
+
 impl Replication {
-    /// Cluster mode's replication, or `None` when there is nothing to replicate or no log
-    /// to ship it from (`--appendonly no`: the node then neither sends nor receives).
+    /// Cluster mode's replication, or `None` when there is no log to ship from
+    /// (`--appendonly no`: the node then neither sends nor receives copies).
     pub fn new(
         cluster: &ClusterState,
         loops: usize,
@@ -338,32 +506,6 @@ impl Replication {
         store: Arc<Store>,
         persist: Arc<Persistence>,
     ) -> Option<Replication> {
-        let t = &cluster.topology;
-        let nodes = t.ring.nodes().len();
-        let me = t.myself;
-        let mut from = vec![SlotSet::new(); nodes];
-        let mut to = vec![SlotSet::new(); nodes];
-        let mut masks = vec![0u64; SLOTS];
-        let quorum = cluster.config.write_quorum;
-        let mut any = false;
-        for slot in 0..SLOTS as u16 {
-            let owners = t.ring.owners(slot);
-            if owners.primary == me {
-                for (i, &r) in owners.replicas().iter().enumerate() {
-                    to[r as usize].insert(slot);
-                    any = true;
-                    if i + 1 < quorum && r < 64 {
-                        masks[slot as usize] |= 1 << r;
-                    }
-                }
-            } else if owners.replicas().contains(&me) {
-                from[owners.primary as usize].insert(slot);
-                any = true;
-            }
-        }
-        if !any {
-            return None;
-        }
         let Some(wal) = persist.wal().cloned() else {
             tracing::warn!(
                 "--appendonly no: this node keeps no log to replicate from, so it neither \
@@ -371,37 +513,38 @@ impl Replication {
             );
             return None;
         };
-        let replica_nodes = to
-            .iter()
-            .enumerate()
-            .filter(|(n, s)| !s.is_empty() && *n < 64)
-            .fold(0u64, |m, (n, _)| m | 1 << n);
+        let quorum = cluster.config.write_quorum;
+        let replicas = cluster.config.replicas;
+        let plan = Plan::new(&cluster.topology(), quorum, replicas);
+        let epoch = plan.epoch;
         let per_loop = |_| Mutex::new(Vec::new());
         Some(Replication {
             quorum,
+            replicas,
             timeout_ms: AtomicU64::new(timeout_ms),
-            myself: me,
             loops,
-            masks: masks.into(),
-            replica_nodes,
-            from,
-            to,
-            acked: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
-            ack_ms: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
-            stream_counts: Mutex::new(vec![0; nodes]),
+            plan: Arc::new(ArcSwap::from_pointee(plan)),
+            acked: (0..MAX_MEMBERS).map(|_| AtomicU64::new(0)).collect(),
+            ack_ms: (0..MAX_MEMBERS).map(|_| AtomicU64::new(0)).collect(),
+            stream_counts: Mutex::new(vec![0; MAX_MEMBERS]),
             live: Arc::new(AtomicU64::new(0)),
             senders: (0..loops).map(per_loop).collect(),
             has_senders: (0..loops).map(|_| AtomicBool::new(false)).collect(),
-            inbound: (0..nodes)
+            inbound: (0..MAX_MEMBERS)
                 .map(|_| {
                     Mutex::new(Inbound {
                         conn: None,
                         applied: 0,
                         acked: 0,
                         synced: false,
+                        have: SlotSet::new(),
+                        syncing: SlotSet::new(),
+                        since: epoch,
+                        epoch_seen: 0,
                         state: StreamState::Connecting,
                         last_try_ms: 0,
                         generation: 0,
+                        close: false,
                     })
                 })
                 .collect(),
@@ -417,15 +560,81 @@ impl Replication {
     /// The journal the store writes through: `inner` alone when no write waits for a
     /// replica (W = 1).
     pub fn journal(&self, inner: Box<dyn Journal>) -> Box<dyn Journal> {
-        if self.masks.iter().all(|&m| m == 0) {
+        if self.quorum <= 1 {
             return inner;
         }
         Box::new(QuorumJournal {
             inner,
-            all: self.masks.iter().fold(0, |a, &m| a | m),
-            masks: self.masks.clone(),
+            plan: self.plan.clone(),
             live: self.live.clone(),
         })
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> arc_swap::Guard<Arc<Plan>> {
+        self.plan.load()
+    }
+
+    /// A new topology: computes its plan and marks the streams it changes for their
+    /// loops to close (`streams_to_drop`); the replicas reopen them, copying only the
+    /// slots they lack. Senders whose slots stay confirm the new epoch once they have
+    /// shipped what was written before it. Returns the slots this node held before and
+    /// no longer holds (copies it may drop), when it is Up.
+    pub fn reconfigure(&self, t: &Topology) -> SlotSet {
+        let new = Plan::new(t, self.quorum, self.replicas);
+        let old = self.plan.load_full();
+        for (p, slots) in new.from.iter().enumerate() {
+            if *slots != old.from[p] {
+                let mut st = self.inbound[p].lock();
+                st.since = new.epoch;
+                if st.conn.is_some() {
+                    st.close = true;
+                }
+            }
+        }
+        let assigned = self.wal.assigned();
+        for (i, l) in self.senders.iter().enumerate() {
+            let mut senders = l.lock();
+            for sn in senders.iter_mut() {
+                if sn.slots != new.to[sn.peer as usize] {
+                    sn.close = true;
+                } else {
+                    sn.pending = Some((new.epoch, assigned));
+                    sn.announce = true;
+                }
+            }
+            if !senders.is_empty() {
+                self.has_senders[i].store(true, Ordering::Release);
+            }
+        }
+        let dropped = old.held.minus(&new.held);
+        self.plan.store(Arc::new(new));
+        let up = t.is_member() && t.state(t.myself) == MemberState::Up;
+        if up { dropped } else { SlotSet::new() }
+    }
+
+    /// Where this node stands in copying the slots it holds from their primaries
+    /// (what it reports to the cluster while it joins): every stream has finished its
+    /// resync (`caught_up`), and moreover each primary has shipped everything it wrote
+    /// before it applied `epoch` (`synced_to_epoch`).
+    pub fn catch_up(&self, epoch: u64) -> (bool, bool) {
+        let plan = self.plan.load();
+        let mut caught_up = true;
+        let mut synced = true;
+        for (p, slots) in plan.from.iter().enumerate() {
+            if slots.is_empty() {
+                continue;
+            }
+            let st = self.inbound[p].lock();
+            let online = st.conn.is_some()
+                && st.synced
+                && st.state == StreamState::Online
+                && st.syncing.is_empty()
+                && slots.minus(&st.have).is_empty();
+            caught_up &= online;
+            synced &= online && st.epoch_seen >= epoch;
+        }
+        (caught_up, synced)
     }
 
     /// Whether every replica of `mask` acknowledged `lsn`.
@@ -446,8 +655,9 @@ impl Replication {
     /// with a live stream.
     pub fn count_acked(&self, lsn: Lsn) -> usize {
         let live = self.live.load(Ordering::Acquire);
+        let replica_nodes = self.plan.load().replica_nodes;
         (0..64)
-            .filter(|&n| self.replica_nodes & (1 << n) != 0)
+            .filter(|&n| replica_nodes & (1 << n) != 0)
             .filter(|&n| {
                 if lsn == 0 {
                     live & (1 << n) != 0
@@ -460,9 +670,10 @@ impl Replication {
 
     /// Nodes that copy slots of this node, and those with a live stream (INFO).
     pub fn replica_counts(&self) -> (usize, usize) {
-        let live = self.live.load(Ordering::Acquire) & self.replica_nodes;
+        let replica_nodes = self.plan.load().replica_nodes;
+        let live = self.live.load(Ordering::Acquire) & replica_nodes;
         (
-            self.replica_nodes.count_ones() as usize,
+            replica_nodes.count_ones() as usize,
             live.count_ones() as usize,
         )
     }
@@ -479,31 +690,69 @@ impl Replication {
 
     // --- the primary's side ---
 
-    /// A replica asked for our log from `from_lsn` on (0: a full resync) on connection
-    /// `conn` of loop `loop_index`. Returns false when the peer copies nothing of ours.
-    pub fn start_sender(&self, loop_index: usize, conn: ConnRef, peer: u16, from_lsn: Lsn) -> bool {
-        if self.to[peer as usize].is_empty() {
-            return false;
+    /// A replica asked for our log from `from_lsn` on (0: a full resync), holding the
+    /// slots of `have` up to `from_lsn - 1`, in membership epoch `epoch`, on connection
+    /// `conn` of loop `loop_index`. Refused when the epochs differ (one side has not
+    /// applied the latest membership yet: the replica tries again) or the peer copies
+    /// nothing of ours.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_sender(
+        &self,
+        loop_index: usize,
+        conn: ConnRef,
+        peer: u16,
+        from_lsn: Lsn,
+        epoch: u64,
+        have: &SlotSet,
+    ) -> Result<(), StreamError> {
+        let plan = self.plan.load();
+        if epoch != plan.epoch {
+            return Err(format!(
+                "the replica asks in membership epoch {epoch}, this node is in {}",
+                plan.epoch
+            ));
         }
-        let full = from_lsn == 0 || from_lsn > self.wal.assigned() + 1;
-        let state = if full {
-            self.sync_full.fetch_add(1, Ordering::Relaxed);
-            SendState::Sync {
-                next_shard: usize::MAX,
-                lsns: Vec::new(),
-            }
+        let slots = plan.to[peer as usize].clone();
+        if slots.is_empty() {
+            return Err("the peer copies no slot of this node".into());
+        }
+        let resumable = from_lsn != 0 && from_lsn <= self.wal.assigned() + 1;
+        let kept = if resumable {
+            have.intersect(&slots)
         } else {
+            SlotSet::new()
+        };
+        let missing = slots.minus(&kept);
+        let state = if missing.is_empty() {
             self.sync_partial.fetch_add(1, Ordering::Relaxed);
             SendState::Tail {
                 reader: LogReader::new(self.wal.clone(), from_lsn),
                 covered: None,
+                resume: from_lsn,
+            }
+        } else {
+            if kept.is_empty() {
+                self.sync_full.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.sync_partial.fetch_add(1, Ordering::Relaxed);
+            }
+            SendState::Sync {
+                next_shard: usize::MAX,
+                lsns: Vec::new(),
+                slots: missing,
+                resume: (!kept.is_empty()).then_some(from_lsn),
             }
         };
+        let announce = matches!(state, SendState::Tail { .. });
         self.senders[loop_index].lock().push(Sender {
             conn,
             peer,
+            slots,
+            epoch,
+            pending: None,
             state,
-            announce: !full,
+            announce,
+            close: false,
         });
         self.has_senders[loop_index].store(true, Ordering::Release);
         let mut counts = self.stream_counts.lock();
@@ -511,7 +760,7 @@ impl Replication {
         if peer < 64 {
             self.live.fetch_or(1 << peer, Ordering::AcqRel);
         }
-        true
+        Ok(())
     }
 
     /// A sender's connection closed.
@@ -547,7 +796,8 @@ impl Replication {
         }
     }
 
-    /// The senders of this loop that have something to send now: their connections.
+    /// The senders of this loop that have something to send now (or must close):
+    /// their connections.
     pub fn busy_senders(&self, loop_index: usize) -> Vec<ConnRef> {
         if !self.has_senders[loop_index].load(Ordering::Acquire) {
             return Vec::new();
@@ -556,15 +806,21 @@ impl Replication {
         self.senders[loop_index]
             .lock()
             .iter()
-            .filter(|s| match &s.state {
-                SendState::Sync { .. } => true,
-                SendState::Tail { reader, .. } => s.announce || reader.position() <= written,
+            .filter(|s| {
+                s.close
+                    || s.announce
+                    || match &s.state {
+                        SendState::Sync { .. } => true,
+                        SendState::Tail { reader, .. } => reader.position() <= written,
+                    }
             })
             .map(|s| s.conn)
             .collect()
     }
 
     /// Sends what the sender on `conn` has, into `out`, until caught up or `out` is full.
+    /// An error closes the connection (the stream no longer fits the plan, or the log
+    /// cannot be read).
     pub fn pump(
         &self,
         loop_index: usize,
@@ -576,22 +832,36 @@ impl Replication {
         let Some(s) = senders.iter_mut().find(|s| s.conn == conn) else {
             return Ok(());
         };
-        let slots = &self.to[s.peer as usize];
-        if s.announce {
-            s.announce = false;
-            if let SendState::Tail { reader, .. } = &s.state {
-                let lsn = reader.position() - 1;
-                let f = OpenFrame::records(out, lsn);
-                let _ = f.finish(out);
-            }
+        if s.close {
+            return Err("the membership changed the slots this stream carries".into());
+        }
+        let Sender {
+            slots,
+            epoch,
+            pending,
+            state,
+            announce,
+            ..
+        } = s;
+        if std::mem::take(announce)
+            && let SendState::Tail { reader, .. } = &*state
+        {
+            let lsn = reader.position() - 1;
+            let f = OpenFrame::records(out, lsn, frame_epoch(epoch, pending, lsn));
+            let _ = f.finish(out);
         }
         let mut records = Vec::new();
         while out.len() < OUT_HIGH {
-            match &mut s.state {
-                SendState::Sync { next_shard, lsns } => {
+            match state {
+                SendState::Sync {
+                    next_shard,
+                    lsns,
+                    slots: dumping,
+                    resume,
+                } => {
                     if *next_shard == usize::MAX {
                         Frame::SyncBegin {
-                            slots: slots.view(),
+                            slots: dumping.view(),
                         }
                         .encode(out)
                         .map_err(|e| e.to_string())?;
@@ -603,18 +873,26 @@ impl Replication {
                         Frame::SyncEnd { lsn: min }
                             .encode(out)
                             .map_err(|e| e.to_string())?;
-                        let lsns = std::mem::take(lsns);
-                        s.state = SendState::Tail {
-                            reader: LogReader::new(self.wal.clone(), min + 1),
-                            covered: Some(lsns),
+                        let start = resume.map_or(min + 1, |r| r.min(min + 1));
+                        *state = SendState::Tail {
+                            reader: LogReader::new(self.wal.clone(), start),
+                            covered: Some(Covered {
+                                lsns: std::mem::take(lsns),
+                                slots: std::mem::take(dumping),
+                            }),
+                            resume: resume.unwrap_or(0),
                         };
                         continue;
                     }
-                    let lsn = self.dump_shard(*next_shard, slots, out, now);
+                    let lsn = self.dump_shard(*next_shard, dumping, out, now);
                     lsns.push(lsn);
                     *next_shard += 1;
                 }
-                SendState::Tail { reader, covered } => {
+                SendState::Tail {
+                    reader,
+                    covered,
+                    resume,
+                } => {
                     if reader.caught_up() {
                         break;
                     }
@@ -624,20 +902,17 @@ impl Replication {
                         Ok(_) => {}
                         Err(ReadError::Gone { .. }) => {
                             self.sync_full.fetch_add(1, Ordering::Relaxed);
-                            s.state = SendState::Sync {
-                                next_shard: usize::MAX,
-                                lsns: Vec::new(),
-                            };
+                            *state = full_resync(slots);
                             continue;
                         }
                         Err(e) => return Err(e.to_string()),
                     }
                     let through = reader.position() - 1;
                     let start = out.len();
-                    let frame = OpenFrame::records(out, through);
+                    let frame = OpenFrame::records(out, through, frame_epoch(epoch, pending, through));
                     let mut resync = false;
                     for (lsn, payload) in &records {
-                        if !self.ship_record(*lsn, payload, slots, covered.as_deref(), out)? {
+                        if !self.ship_record(*lsn, payload, slots, covered.as_ref(), *resume, out)? {
                             resync = true;
                             break;
                         }
@@ -648,23 +923,28 @@ impl Replication {
                         frame.abandon(out);
                         out.truncate(start);
                         self.sync_full.fetch_add(1, Ordering::Relaxed);
-                        s.state = SendState::Sync {
-                            next_shard: usize::MAX,
-                            lsns: Vec::new(),
-                        };
+                        *state = full_resync(slots);
                         continue;
                     }
                     frame.finish(out).map_err(|e| e.to_string())?;
-                    if covered
-                        .as_ref()
-                        .is_some_and(|c| c.iter().all(|&l| l <= through))
-                    {
-                        *covered = None;
-                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The senders of this loop that the plan no longer fits: their connections, for the
+    /// loop to close.
+    pub fn senders_to_close(&self, loop_index: usize) -> Vec<ConnRef> {
+        if !self.has_senders[loop_index].load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.senders[loop_index]
+            .lock()
+            .iter()
+            .filter(|s| s.close)
+            .map(|s| s.conn)
+            .collect()
     }
 
     /// Appends SyncChunk frames with the entries of shard `index` in `slots`; returns the
@@ -701,14 +981,16 @@ impl Replication {
     }
 
     /// Appends record `lsn` cut down to the effects on `slots` (and not already in a shard
-    /// dump) to a Records frame. False when the record drops slots that a dump partly
-    /// covers (the caller starts a new full resync).
+    /// dump, nor before `resume` for the slots the replica had) to a Records frame. False
+    /// when the record drops slots that a dump partly covers (the caller starts a new full
+    /// resync).
     fn ship_record(
         &self,
         lsn: Lsn,
         payload: &[u8],
         slots: &SlotSet,
-        covered: Option<&[Lsn]>,
+        covered: Option<&Covered>,
+        resume: Lsn,
         out: &mut Vec<u8>,
     ) -> Result<bool, StreamError> {
         if codec::is_tx_marker(payload) {
@@ -716,8 +998,13 @@ impl Replication {
         }
         let effects = codec::decode_effects(payload)
             .map_err(|e| format!("undecodable log record {lsn}: {e}"))?;
-        let in_dump = |key: &[u8]| {
-            covered.is_some_and(|c| c[self.store.shard_of(self.store.hash(key))] >= lsn)
+        // Whether the replica already has this record's effect on `slot` (`key`'s shard).
+        let has = |slot: u16, key: Option<&[u8]>| match covered {
+            Some(c) if c.slots.contains(slot) => match key {
+                Some(key) => c.lsns[self.store.shard_of(self.store.hash(key))] >= lsn,
+                None => false,
+            },
+            _ => lsn < resume,
         };
         let mut kept = Vec::with_capacity(effects.len());
         let mut whole = true;
@@ -731,12 +1018,12 @@ impl Replication {
                             LoggedEffect::DropSlots { slots } => slot_in(slots, s),
                             _ => true,
                         };
-                        if dropped {
+                        if dropped && !has(s, None) {
                             bits[s as usize / 8] |= 1 << (s % 8);
                             any = true;
                         }
                     }
-                    if any && covered.is_some_and(|c| c.iter().any(|&l| l >= lsn)) {
+                    if any && covered.is_some_and(|c| c.lsns.iter().any(|&l| l >= lsn)) {
                         return Ok(false);
                     }
                     whole = false;
@@ -747,8 +1034,15 @@ impl Replication {
                     }
                 }
                 _ => match e.key() {
-                    Some(key) if slots.contains(key_slot(key)) && !in_dump(key) => kept.push(e),
-                    _ => whole = false,
+                    Some(key) => {
+                        let slot = key_slot(key);
+                        if slots.contains(slot) && !has(slot, Some(key)) {
+                            kept.push(e);
+                        } else {
+                            whole = false;
+                        }
+                    }
+                    None => whole = false,
                 },
             }
         }
@@ -774,7 +1068,8 @@ impl Replication {
     /// tried in the last moment); marks them tried.
     pub fn streams_to_open(&self, loop_index: usize, now_ms: u64) -> Vec<u16> {
         let mut due = Vec::new();
-        for (p, slots) in self.from.iter().enumerate() {
+        let plan = self.plan.load();
+        for (p, slots) in plan.from.iter().enumerate() {
             if slots.is_empty() || p % self.loops != loop_index {
                 continue;
             }
@@ -787,7 +1082,8 @@ impl Replication {
         due
     }
 
-    /// Streams of this loop that DEBUG REPL-DROP asked to close.
+    /// Streams of this loop that DEBUG REPL-DROP asked to close, or that the plan no
+    /// longer fits.
     pub fn streams_to_drop(&self, loop_index: usize) -> Vec<ConnRef> {
         let generation = self.drop_gen.load(Ordering::Acquire);
         self.inbound
@@ -796,7 +1092,7 @@ impl Replication {
             .filter(|(p, _)| p % self.loops == loop_index)
             .filter_map(|(_, st)| {
                 let st = st.lock();
-                st.conn.filter(|_| st.generation != generation)
+                st.conn.filter(|_| st.generation != generation || st.close)
             })
             .collect()
     }
@@ -813,13 +1109,30 @@ impl Replication {
         st.conn = Some(conn);
         st.generation = self.drop_gen.load(Ordering::Acquire);
         st.state = StreamState::Connecting;
+        st.close = false;
+        st.epoch_seen = 0;
     }
 
-    /// The stream from `peer` is authenticated: the ReplStart to send.
+    /// The stream from `peer` is authenticated: the ReplStart to send. It resumes from
+    /// the log for the slots this node already copied from `peer` (and still should),
+    /// and asks for the others whole.
     pub fn stream_start(&self, peer: u16, out: &mut Vec<u8>) {
-        let st = self.inbound[peer as usize].lock();
-        let from_lsn = if st.synced { st.applied + 1 } else { 0 };
-        let _ = Frame::ReplStart { from_lsn }.encode(out);
+        let plan = self.plan.load();
+        let mut st = self.inbound[peer as usize].lock();
+        let want = &plan.from[peer as usize];
+        st.have = st.have.intersect(want);
+        let (from_lsn, have) = if st.synced && !st.have.is_empty() {
+            (st.applied + 1, st.have.clone())
+        } else {
+            st.have = SlotSet::new();
+            (0, SlotSet::new())
+        };
+        let _ = Frame::ReplStart {
+            from_lsn,
+            epoch: plan.epoch,
+            have: have.view(),
+        }
+        .encode(out);
     }
 
     /// The connection of the stream from `peer` closed.
@@ -828,6 +1141,10 @@ impl Replication {
         if st.conn == Some(conn) {
             st.conn = None;
             st.state = StreamState::Connecting;
+            st.close = false;
+            // A resync cut short leaves its slots incomplete.
+            let partial = std::mem::take(&mut st.syncing);
+            st.have = st.have.minus(&partial);
         }
     }
 
@@ -844,21 +1161,44 @@ impl Replication {
         match *frame {
             Frame::SyncBegin { slots } => {
                 st.state = StreamState::Syncing;
-                st.synced = false;
+                let slots = slots.to_set();
+                // The slots copied whole replace whatever this node held of them; a copy
+                // of them from this primary that it had (a full resync) goes too.
+                st.have = st.have.minus(&slots);
+                if st.have.is_empty() {
+                    st.synced = false;
+                }
                 self.store
-                    .drop_slots(slots.as_bytes(), key_slot)
+                    .drop_slots(slots.view().as_bytes(), key_slot)
                     .map_err(|e| e.to_string())?;
+                st.syncing = slots;
             }
             Frame::SyncChunk { payload } => self.apply_chunk(payload, now)?,
             Frame::SyncEnd { lsn } => {
-                st.applied = lsn;
+                // The slots kept are complete through `applied`, those copied through
+                // `lsn`: together, through the lower of the two.
+                st.applied = if st.synced { st.applied.min(lsn) } else { lsn };
+                let synced = std::mem::take(&mut st.syncing);
+                st.have.union_with(&synced);
                 st.synced = true;
                 st.state = StreamState::Online;
             }
-            Frame::Records { lsn, payload } => {
+            Frame::Records {
+                lsn,
+                epoch,
+                payload,
+            } => {
                 if !st.synced {
                     return Err("Records before the end of the resync".into());
                 }
+                if epoch < st.since {
+                    return Err(format!(
+                        "Records of membership epoch {epoch} on a stream that epoch {} \
+                         replaced",
+                        st.since
+                    ));
+                }
+                st.epoch_seen = st.epoch_seen.max(epoch);
                 let mut r = codec::Reader::new(payload);
                 while !r.is_empty() {
                     let bad = |e: codec::DecodeError| format!("malformed Records frame: {e}");
@@ -952,8 +1292,9 @@ impl Replication {
     /// `slaveN:` lines of INFO replication, and the streams this node receives.
     pub fn info(&self, cluster: &ClusterState, now_ms: u64, out: &mut String) {
         use std::fmt::Write as _;
-        let t = &cluster.topology;
-        let mut online = vec![None; t.ring.nodes().len()];
+        let t = cluster.topology();
+        let plan = self.plan.load();
+        let mut online = vec![None; t.members.len()];
         for l in self.senders.iter() {
             for s in l.lock().iter() {
                 let state = match s.state {
@@ -961,7 +1302,7 @@ impl Replication {
                     SendState::Tail { .. } => "online",
                 };
                 // An online stream wins over an older one still syncing.
-                if online[s.peer as usize] != Some("online") {
+                if (s.peer as usize) < online.len() && online[s.peer as usize] != Some("online") {
                     online[s.peer as usize] = Some(state);
                 }
             }
@@ -969,7 +1310,7 @@ impl Replication {
         let mut i = 0;
         for (n, state) in online.iter().enumerate() {
             let Some(state) = state else { continue };
-            let spec = t.ring.node(n as u16);
+            let spec = t.spec(n as u16);
             let lag = now_ms.saturating_sub(self.ack_ms[n].load(Ordering::Relaxed)) / 1000;
             let _ = write!(
                 out,
@@ -989,8 +1330,8 @@ impl Replication {
             self.quorum
         );
         let mut k = 0;
-        for (p, slots) in self.from.iter().enumerate() {
-            if slots.is_empty() {
+        for (p, slots) in plan.from.iter().enumerate() {
+            if slots.is_empty() || p >= t.members.len() {
                 continue;
             }
             let st = self.inbound[p].lock();
@@ -1002,7 +1343,7 @@ impl Replication {
             let _ = write!(
                 out,
                 "master{k}:name={},state={state},offset={},slots={}\r\n",
-                t.ring.node(p as u16).name,
+                t.spec(p as u16).name,
                 st.applied,
                 slots.len()
             );
@@ -1010,7 +1351,4 @@ impl Replication {
         }
     }
 
-    pub fn myself(&self) -> u16 {
-        self.myself
-    }
 }

@@ -34,6 +34,15 @@ pub enum Msg {
     /// Blocked and paused clients: a key they wait on got data, CLIENT UNBLOCK, the end
     /// of a CLIENT PAUSE (see `blocked.rs`).
     Blocking(crate::blocked::Note),
+    /// The membership consensus sends `msg` to member `node`, or to the node at bus
+    /// address `addr` when it is not a member.
+    Consensus {
+        node: Option<u16>,
+        addr: std::net::SocketAddr,
+        msg: Vec<u8>,
+    },
+    /// A new membership was installed: links and streams follow it.
+    Topology,
 }
 
 /// Connections of one loop whose replies wait for the log, with the LSN each waits for.
@@ -187,10 +196,6 @@ pub struct Server {
     pub replication: Option<Arc<crate::replication::Replication>>,
     /// Per loop: connections waiting for replicas (held writes, WAIT).
     pub repl_waiters: crate::replication::Waiters,
-    /// Cluster mode: each node's bus address and the IP addresses it may connect from,
-    /// resolved once at start.
-    pub bus_addrs: Vec<Option<std::net::SocketAddr>>,
-    pub peer_ips: Vec<Vec<std::net::IpAddr>>,
     /// The per-loop gates that make EXEC atomic.
     pub tx: Exclusion,
     pub runtime: Runtime,
@@ -224,41 +229,21 @@ impl Server {
             store.count_keys_per_slot(dse_cluster::SLOTS, dse_cluster::key_slot);
             ClusterState::new(c, &table)
         });
-        let (forwarding, bus_addrs, peer_ips) = match &cluster {
-            Some(c) => {
-                let nodes = c.topology.ring.nodes();
-                let resolve = |n: &dse_cluster::NodeSpec, port: u16| -> Vec<std::net::SocketAddr> {
-                    use std::net::ToSocketAddrs;
-                    (n.host.as_str(), port)
-                        .to_socket_addrs()
-                        .map(|a| a.collect())
-                        .unwrap_or_default()
-                };
-                let bus_addrs = nodes
-                    .iter()
-                    .map(|n| resolve(n, n.bus_port).into_iter().next())
-                    .collect();
-                let peer_ips = nodes
-                    .iter()
-                    .map(|n| resolve(n, n.bus_port).iter().map(|a| a.ip()).collect())
-                    .collect();
-                let auth = match &c.config.secret {
-                    Some(secret) => dse_cluster::bus::Auth::secret(secret.as_bytes()),
-                    None => {
-                        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-                        dse_cluster::bus::Auth::listed(move |name| names.iter().any(|n| n == name))
-                    }
-                };
-                let fwd = crate::forward::Forwarding::new(
-                    config.threads,
-                    nodes.len(),
-                    c.config.myself.name.clone(),
-                    auth,
-                );
-                (Some(fwd), bus_addrs, peer_ips)
-            }
-            None => (None, Vec::new(), Vec::new()),
-        };
+        let forwarding = cluster.as_ref().map(|c| {
+            // Without a secret the handshake lets any name through; `Service::admit` then
+            // checks it against the membership and the connection's address.
+            let auth = match &c.config.secret {
+                Some(secret) => dse_cluster::bus::Auth::secret(secret.as_bytes()),
+                None => dse_cluster::bus::Auth::listed(|_| true),
+            };
+            crate::forward::Forwarding::new(
+                config.threads,
+                crate::cluster::MAX_MEMBERS,
+                c.config.myself.name.clone(),
+                auth,
+                c.topology().epoch,
+            )
+        });
         let replication = cluster.as_ref().and_then(|c| {
             crate::replication::Replication::new(
                 c,
@@ -281,8 +266,6 @@ impl Server {
             forwarding,
             replication,
             repl_waiters: crate::replication::Waiters::new(config.threads),
-            bus_addrs,
-            peer_ips,
             store,
             persist,
             turn: (0..config.threads)

@@ -219,6 +219,7 @@ fn refuse(
 ) {
     let msg: std::borrow::Cow<'_, str> = match route {
         Route::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
+        Route::Down => "CLUSTERDOWN The cluster is down".into(),
         // Forwarding will run the command on `node` when not in redirect mode; until it
         // exists, both modes redirect.
         Route::Moved { slot, node } => cluster.moved_error(slot, node).into(),
@@ -466,7 +467,7 @@ impl Service {
                 }
             }
             let sub = Args::from_parts(&base, &ranges);
-            if *node == cluster.topology.myself {
+            if *node == cluster.topology().myself {
                 let mut buf = Vec::new();
                 let mut r = Reply::new(&mut buf, session.resp);
                 let mut ctx = Ctx {
@@ -499,10 +500,15 @@ impl Service {
     /// replies that came back in their clients' places.
     fn flush_forwards(&self, loop_index: usize, conns: &mut Conns<'_, Conn>, fwd: &Forwarding) {
         let srv = &self.srv;
+        let topology = srv.cluster.as_ref().map(|c| c.topology());
         let completions = fwd.flush(
             loop_index,
             conns,
-            |node| srv.bus_addrs.get(node as usize).copied().flatten(),
+            |node| {
+                topology
+                    .as_ref()
+                    .and_then(|t| t.bus_addrs.get(node as usize).copied().flatten())
+            },
             |peer, initiator, addr| {
                 let placeholder = ConnRef {
                     loop_index: loop_index as u32,
@@ -584,15 +590,20 @@ impl Service {
                     Ok(None) => {}
                     Ok(Some(name)) => match self.admit(bus, &name) {
                         Some(peer) => {
-                            bus.peer = Some(peer);
+                            bus.peer = peer;
+                            bus.peer_name = name;
                             if bus.repl {
-                                if let Some(repl) = &srv.replication {
-                                    repl.stream_start(peer, io.out);
+                                match (&srv.replication, peer) {
+                                    (Some(repl), Some(peer)) => repl.stream_start(peer, io.out),
+                                    _ => {
+                                        io.close = Close::Now;
+                                        break;
+                                    }
                                 }
-                            } else if let (Side::Outbound { .. }, Some(fwd)) =
+                            } else if let (Side::Outbound { peer, .. }, Some(fwd)) =
                                 (&bus.side, &srv.forwarding)
                             {
-                                fwd.link_ready(cx.loop_index, peer);
+                                fwd.link_ready(cx.loop_index, *peer, session.conn);
                             }
                         }
                         None => {
@@ -612,8 +623,30 @@ impl Service {
                 }
                 continue;
             }
+            if let (Some(peer), Some(cluster)) = (bus.peer, &srv.cluster) {
+                cluster.heard_from(peer, batch.now);
+            }
+            if let Frame::Consensus { payload } = frame {
+                if let Some(c) = srv.cluster.as_ref().and_then(|c| c.consensus.get()) {
+                    c.deliver(&bus.peer_name, payload);
+                }
+                continue;
+            }
+            if bus.peer.is_none() {
+                // A node that is not a member may only talk to the consensus.
+                tracing::warn!(
+                    "cluster bus: {} frame from {}, which is not a member",
+                    frame.label(),
+                    bus.peer_name
+                );
+                io.close = Close::Now;
+                break;
+            }
             match (frame, &bus.side) {
-                (Frame::Forward { id, resp, requests }, Side::Inbound { .. }) => {
+                // The owner decides by its own view of the membership (a command for a
+                // slot it does not own in its epoch answers -MOVED), so a forward routed
+                // by an older or newer epoch never runs where it should not.
+                (Frame::Forward { id, resp, requests, .. }, Side::Inbound { .. }) => {
                     self.run_forwarded(&mut batch, framing, session, io.out, id, resp, requests);
                 }
                 (Frame::Replies { id, replies }, Side::Outbound { peer, .. }) => {
@@ -676,24 +709,36 @@ impl Service {
         }
     }
 
-    /// Which node an authenticated peer is: it must be a member, the one we dialled when
-    /// we dialled, and without a shared secret it must connect from its listed address.
-    fn admit(&self, bus: &BusConn, name: &str) -> Option<u16> {
+    /// Whom an authenticated peer is: `Some(Some(index))` for a member (the one we
+    /// dialled when we dialled it; without a shared secret it must connect from the
+    /// member's address), `Some(None)` for a node that is not a member (it may exchange
+    /// consensus messages only: CLUSTER MEET), `None` to refuse it.
+    fn admit(&self, bus: &BusConn, name: &str) -> Option<Option<u16>> {
         let cluster = self.srv.cluster.as_ref()?;
-        let idx = cluster.topology.ring.index_of(name)?;
-        if idx == cluster.topology.myself {
+        let t = cluster.topology();
+        let member = t
+            .index_of(name)
+            .filter(|&i| t.state(i) != dse_cluster::membership::MemberState::Removed);
+        let Some(idx) = member else {
+            return match &bus.side {
+                Side::Outbound { peer, .. } => (*peer == crate::forward::STRANGER).then_some(None),
+                Side::Inbound { .. } => Some(None),
+            };
+        };
+        if idx == t.myself {
             return None;
         }
         match &bus.side {
-            Side::Outbound { peer, .. } => (*peer == idx).then_some(idx),
+            Side::Outbound { peer, .. } => {
+                (*peer == idx || *peer == crate::forward::STRANGER).then_some(Some(idx))
+            }
             Side::Inbound { .. } => {
                 let secret = cluster.config.secret.is_some();
-                let from_listed = self
-                    .srv
+                let from_listed = t
                     .peer_ips
                     .get(idx as usize)
                     .is_some_and(|ips| ips.contains(&bus.addr.ip()));
-                (secret || from_listed).then_some(idx)
+                (secret || from_listed).then_some(Some(idx))
             }
         }
     }
@@ -881,11 +926,18 @@ impl Handler for Service {
                 replication_closed(&self.srv, cx.loop_index, bus, conn.session.conn);
             }
             Some(bus) => {
-                if let (Side::Outbound { peer, .. }, Some(fwd), Some(cluster)) =
-                    (&bus.side, &self.srv.forwarding, &self.srv.cluster)
+                if let (Side::Outbound { peer, .. }, Some(fwd)) = (&bus.side, &self.srv.forwarding)
                 {
-                    let name = &cluster.topology.ring.node(*peer).name;
-                    fwd.link_lost(cx.loop_index, *peer, name);
+                    if *peer == crate::forward::STRANGER {
+                        fwd.stranger_lost(cx.loop_index, conn.session.conn);
+                    } else {
+                        let t = self.srv.cluster.as_ref().map(|c| c.topology());
+                        let name = t
+                            .as_ref()
+                            .and_then(|t| t.members.get(*peer as usize))
+                            .map_or(String::new(), |m| m.spec.name.clone());
+                        fwd.link_lost(cx.loop_index, *peer, &name);
+                    }
                 }
             }
         }
@@ -897,6 +949,12 @@ impl Handler for Service {
             Msg::LogAcked(acked) => self.release_for_log(cx.loop_index, conns, acked),
             Msg::ReplWake => self.replication_news(cx.loop_index, conns, None),
             Msg::Blocking(note) => blocked::message(&self.srv, cx.loop_index, conns, note),
+            Msg::Consensus { node, addr, msg } => {
+                if let Some(fwd) = &self.srv.forwarding {
+                    fwd.send_consensus(cx.loop_index, node, addr, &msg);
+                }
+            }
+            Msg::Topology => self.topology_changed(cx.loop_index, conns),
         }
     }
 
@@ -944,6 +1002,20 @@ impl Handler for Service {
         if let Some(repl) = &srv.replication {
             self.replication_tick(cx.loop_index, conns, repl);
         }
+        if let (Some(cluster), Some(fwd)) = (&srv.cluster, &srv.forwarding) {
+            // A node that stopped answering (a partition keeps its TCP connection open
+            // for minutes): what waits on it fails, as if the link broke.
+            let t = cluster.topology();
+            for peer in fwd.stalled(cx.loop_index, now, cluster.config.node_timeout) {
+                let name = t.members.get(peer as usize).map_or("", |m| m.spec.name.as_str());
+                if let Some(r) = fwd.abandon(cx.loop_index, peer, name) {
+                    conns.close(r, Close::Now);
+                }
+            }
+            if cx.loop_index == 0 {
+                crate::membership::report(srv, &t);
+            }
+        }
         if srv.repl_waiters.any(cx.loop_index) {
             self.replication_news(cx.loop_index, conns, Some(now));
         }
@@ -969,6 +1041,32 @@ impl Handler for Service {
             while samples.len() > 16 {
                 samples.pop_front();
             }
+        }
+    }
+}
+
+/// Cluster mode: a new membership was installed (`membership.rs`).
+impl Service {
+    /// Fails and closes the links to nodes that left the ring (their slots are served
+    /// elsewhere now, and a partitioned node would let forwards wait for minutes), and
+    /// closes and reopens the replication streams the new plan changes.
+    fn topology_changed(&self, loop_index: usize, conns: &mut Conns<'_, Conn>) {
+        let srv = &*self.srv;
+        let (Some(cluster), Some(fwd)) = (&srv.cluster, &srv.forwarding) else {
+            return;
+        };
+        let t = cluster.topology();
+        for peer in 0..t.members.len() as u16 {
+            if peer == t.myself || t.state(peer) == dse_cluster::membership::MemberState::Up {
+                continue;
+            }
+            if let Some(r) = fwd.abandon(loop_index, peer, &t.spec(peer).name) {
+                conns.close(r, Close::Now);
+            }
+        }
+        fwd.epoch.store(t.epoch, Ordering::Relaxed);
+        if let Some(repl) = &srv.replication {
+            self.replication_tick(loop_index, conns, repl);
         }
     }
 }
@@ -1137,11 +1235,15 @@ impl Service {
         for r in repl.streams_to_drop(loop_index) {
             conns.close(r, Close::Now);
         }
-        let Some(fwd) = &self.srv.forwarding else {
+        for r in repl.senders_to_close(loop_index) {
+            conns.close(r, Close::Now);
+        }
+        let (Some(fwd), Some(cluster)) = (&self.srv.forwarding, &self.srv.cluster) else {
             return;
         };
+        let t = cluster.topology();
         for peer in repl.streams_to_open(loop_index, unix_ms()) {
-            let Some(addr) = self.srv.bus_addrs.get(peer as usize).copied().flatten() else {
+            let Some(addr) = t.bus_addrs.get(peer as usize).copied().flatten() else {
                 continue;
             };
             let mut hello = Vec::new();
@@ -1197,10 +1299,15 @@ impl Service {
             return Err("this node does not replicate".into());
         };
         match (*frame, &bus.side) {
-            (Frame::ReplStart { from_lsn }, Side::Inbound { .. }) if !bus.sender => {
-                if !repl.start_sender(loop_index, conn, peer, from_lsn) {
-                    return Err("the peer copies no slot of this node".into());
-                }
+            (
+                Frame::ReplStart {
+                    from_lsn,
+                    epoch,
+                    have,
+                },
+                Side::Inbound { .. },
+            ) if !bus.sender => {
+                repl.start_sender(loop_index, conn, peer, from_lsn, epoch, &have.to_set())?;
                 bus.sender = true;
                 Ok(())
             }

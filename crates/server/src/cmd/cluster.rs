@@ -1,6 +1,6 @@
 //! Cluster commands: CLUSTER (SLOTS, SHARDS, NODES, INFO, MYID, MYSHARDID, KEYSLOT,
-//! COUNTKEYSINSLOT, GETKEYSINSLOT, HELP), READONLY, READWRITE and ASKING, with Redis
-//! 7.2's replies. Outside cluster mode each answers "This instance has cluster support
+//! COUNTKEYSINSLOT, GETKEYSINSLOT, MEET, FORGET, HELP), READONLY, READWRITE and ASKING,
+//! with Redis 7.2's replies. Outside cluster mode each answers "This instance has cluster support
 //! disabled", as Redis does. How our nodes (primary of some ranges, replica of others)
 //! appear in Redis's master/replica vocabulary is explained in `crate::cluster`.
 
@@ -8,7 +8,7 @@ use dse_cluster::{SLOTS, key_slot};
 use dse_proto::{Args, Reply};
 
 use crate::args;
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, Topology};
 use crate::cmd::server::reply_help;
 use crate::command::{CmdError, CmdResult, CommandSpec, Ctx, cmd, flag::*};
 
@@ -98,6 +98,18 @@ const SUBCOMMANDS: &[CommandSpec] = &[
         "O(N) where N is the number of keys the node holds",
         "Returns the key names in a hash slot.",
     ),
+    cmd("meet", -4, ADMIN | STALE, cluster_meet).doc(
+        "cluster",
+        "3.0.0",
+        "O(1)",
+        "Forces a node to handshake with another node.",
+    ),
+    cmd("forget", 3, ADMIN | STALE, cluster_forget).doc(
+        "cluster",
+        "3.0.0",
+        "O(1)",
+        "Removes a node from the nodes table.",
+    ),
     cmd("help", 2, LOADING | STALE, cluster_help).doc(
         "cluster",
         "5.0.0",
@@ -122,11 +134,10 @@ fn cluster(_ctx: &mut Ctx, _a: Args) -> CmdResult {
 
 /// One node of a CLUSTER SLOTS row: `[host, port, id, {}]` (the map holds extra
 /// endpoints Redis knows, hostnames, which we have none of).
-fn node_entry(out: &mut Reply<'_>, c: &ClusterState, node: u16, laddr: &str) {
-    let t = &c.topology;
+fn node_entry(out: &mut Reply<'_>, c: &ClusterState, t: &Topology, node: u16, laddr: &str) {
     out.array(4);
-    out.bulk_str(&c.host(node, laddr));
-    out.int(t.ring.node(node).port as i64);
+    out.bulk_str(&c.host(t, node, laddr));
+    out.int(t.spec(node).port as i64);
     out.bulk_str(t.id(node));
     out.map(0);
 }
@@ -137,14 +148,15 @@ fn node_entry(out: &mut Reply<'_>, c: &ClusterState, node: u16, laddr: &str) {
 fn cluster_slots(ctx: &mut Ctx, _a: Args) -> CmdResult {
     let c = state(ctx)?;
     let laddr = &ctx.sess.meta.laddr;
-    let ranges = c.topology.ranges();
+    let t = c.topology();
+    let ranges = t.ranges();
     ctx.out.array(ranges.len());
     for r in ranges {
         ctx.out.array(2 + 1 + r.owners.replicas().len());
         ctx.out.int(r.start as i64);
         ctx.out.int(r.end as i64);
         for node in r.owners.all() {
-            node_entry(ctx.out, c, node, laddr);
+            node_entry(ctx.out, c, &t, node, laddr);
         }
     }
     Ok(())
@@ -155,12 +167,13 @@ fn cluster_slots(ctx: &mut Ctx, _a: Args) -> CmdResult {
 /// ranges it is primary for. Replica copies are not listed (CLUSTER SLOTS has them).
 fn cluster_shards(ctx: &mut Ctx, _a: Args) -> CmdResult {
     let c = state(ctx)?;
-    let t = &c.topology;
+    let t = c.topology();
     let laddr = &ctx.sess.meta.laddr;
     let out = &mut *ctx.out;
-    out.array(t.ring.nodes().len());
-    for (i, spec) in t.ring.nodes().iter().enumerate() {
-        let i = i as u16;
+    let known: Vec<u16> = t.known().collect();
+    out.array(known.len());
+    for i in known {
+        let spec = t.spec(i);
         let ranges = t.primary_ranges(i);
         out.map(2);
         out.bulk_str("slots");
@@ -176,7 +189,7 @@ fn cluster_shards(ctx: &mut Ctx, _a: Args) -> CmdResult {
         out.bulk_str(t.id(i));
         out.bulk_str("port");
         out.int(spec.port as i64);
-        let host = c.host(i, laddr);
+        let host = c.host(&t, i, laddr);
         out.bulk_str("ip");
         out.bulk_str(&host);
         out.bulk_str("endpoint");
@@ -187,7 +200,11 @@ fn cluster_shards(ctx: &mut Ctx, _a: Args) -> CmdResult {
         out.bulk_str("replication-offset");
         out.int(0);
         out.bulk_str("health");
-        out.bulk_str("online");
+        out.bulk_str(match t.state(i) {
+            dse_cluster::membership::MemberState::Up => "online",
+            dse_cluster::membership::MemberState::Down => "failed",
+            _ => "loading",
+        });
     }
     Ok(())
 }
@@ -196,7 +213,7 @@ fn cluster_shards(ctx: &mut Ctx, _a: Args) -> CmdResult {
 /// master ping-sent pong-recv config-epoch link-state slot ...`), every node a master.
 fn cluster_nodes(ctx: &mut Ctx, _a: Args) -> CmdResult {
     let c = state(ctx)?;
-    let text = c.nodes_text(&ctx.sess.meta.laddr);
+    let text = c.nodes_text(&ctx.sess.meta.laddr, ctx.now);
     ctx.out.verbatim(text.as_bytes());
     Ok(())
 }
@@ -211,14 +228,16 @@ fn cluster_info(ctx: &mut Ctx, _a: Args) -> CmdResult {
 /// `CLUSTER MYID` → this node's 40-hex id (derived from its name).
 fn cluster_myid(ctx: &mut Ctx, _a: Args) -> CmdResult {
     let c = state(ctx)?;
-    ctx.out.bulk_str(c.topology.id(c.topology.myself));
+    ctx.out
+        .bulk_str(&dse_cluster::ring::node_id(&c.config.myself.name));
     Ok(())
 }
 
 /// `CLUSTER MYSHARDID` → the 40-hex id of this node's shard (each node is one shard).
 fn cluster_myshardid(ctx: &mut Ctx, _a: Args) -> CmdResult {
     let c = state(ctx)?;
-    ctx.out.bulk_str(c.topology.shard_id(c.topology.myself));
+    let name = format!("{}\0shard", c.config.myself.name);
+    ctx.out.bulk_str(&dse_cluster::ring::node_id(&name));
     Ok(())
 }
 
@@ -282,6 +301,85 @@ fn cluster_getkeysinslot(ctx: &mut Ctx, a: Args) -> CmdResult {
     Ok(())
 }
 
+/// `CLUSTER MEET host port [bus-port]` → `+OK`: asks the cluster to add the node at that
+/// address (started with `--join`); it joins in the background, copying the slots it will
+/// serve before it serves them (CLUSTER NODES shows it without slots until then).
+fn cluster_meet(ctx: &mut Ctx, a: Args) -> CmdResult {
+    let c = state(ctx)?;
+    if a.len() > 5 {
+        return Err(CmdError::Static(
+            "ERR Wrong number of arguments for CLUSTER MEET",
+        ));
+    }
+    let host = std::str::from_utf8(&a[2])
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    let port = args::int(&a[3])
+        .ok()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|&p| p != 0);
+    let bus_port = match a.get(4) {
+        Some(b) => args::int(b)
+            .ok()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|&p| p != 0),
+        None => port.and_then(|p| p.checked_add(10000)),
+    };
+    let (Some(host), Some(port), Some(bus_port)) = (host, port, bus_port) else {
+        return Err(CmdError::Owned(format!(
+            "ERR Invalid node address specified: {}:{}",
+            String::from_utf8_lossy(&a[2]),
+            String::from_utf8_lossy(&a[3])
+        )));
+    };
+    let Some(consensus) = c.consensus.get() else {
+        return Err(CmdError::Static("ERR the cluster is not running yet"));
+    };
+    let what = format!("{host}:{port}");
+    consensus.meet(
+        host,
+        port,
+        bus_port,
+        Box::new(move |r| match r {
+            Ok(()) => tracing::info!("CLUSTER MEET {what}: the node is being added"),
+            Err(e) => tracing::warn!("CLUSTER MEET {what} failed: {e}"),
+        }),
+    );
+    ctx.out.ok();
+    Ok(())
+}
+
+/// `CLUSTER FORGET node-id` → `+OK`: asks the cluster to remove that node for good. Its
+/// slots go to the next nodes of the ring, which already hold copies of them.
+fn cluster_forget(ctx: &mut Ctx, a: Args) -> CmdResult {
+    let c = state(ctx)?;
+    let t = c.topology();
+    let id = String::from_utf8_lossy(&a[2]).to_string();
+    let node = t
+        .known()
+        .find(|&i| t.id(i).eq_ignore_ascii_case(&id))
+        .ok_or_else(|| CmdError::Owned(format!("ERR Unknown node {id}")))?;
+    if node == t.myself {
+        return Err(CmdError::Static(
+            "ERR I tried hard but I can't forget myself...",
+        ));
+    }
+    let Some(consensus) = c.consensus.get() else {
+        return Err(CmdError::Static("ERR the cluster is not running yet"));
+    };
+    let name = t.spec(node).name.clone();
+    consensus.propose(
+        dse_cluster::membership::Change::Remove(node),
+        Box::new(move |r| match r {
+            Ok(epoch) => tracing::info!("CLUSTER FORGET {name}: removed in epoch {epoch}"),
+            Err(e) => tracing::warn!("CLUSTER FORGET {name} failed: {e}"),
+        }),
+    );
+    ctx.out.ok();
+    Ok(())
+}
+
 const HELP: &[&str] = &[
     "COUNTKEYSINSLOT <slot>",
     "    Return the number of keys in <slot>.",
@@ -291,6 +389,10 @@ const HELP: &[&str] = &[
     "    Return information about the cluster.",
     "KEYSLOT <key>",
     "    Return the hash slot for <key>.",
+    "MEET <ip> <port> [<bus-port>]",
+    "    Connect nodes into a working cluster.",
+    "FORGET <node-id>",
+    "    Remove a node from the cluster.",
     "MYID",
     "    Return the node id.",
     "MYSHARDID",
