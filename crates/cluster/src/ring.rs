@@ -15,8 +15,9 @@ pub const VNODES: usize = 128;
 /// Most copies beyond the primary a slot can have.
 pub const MAX_REPLICAS: usize = 7;
 
-/// A member of the cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A member of the cluster. (`Default`, an empty name and address, is only there for
+/// generic code that needs one, such as openraft's node type.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct NodeSpec {
     /// The operator's name for the node (`--node`); its ring positions and its 40-hex id
     /// derive from it.
@@ -83,6 +84,9 @@ pub struct SlotRange {
 #[derive(Clone, Debug)]
 pub struct Ring {
     nodes: Vec<NodeSpec>,
+    /// Which of `nodes` have vnodes; the others keep their index (a member that is down
+    /// stays node `i` in replication masks and in the membership) but serve no slot.
+    live: Vec<bool>,
     slots: Box<[SlotOwners]>,
 }
 
@@ -90,11 +94,21 @@ impl Ring {
     /// The ring of `nodes` (at least one), each slot with up to `replicas` copies beyond
     /// its primary (fewer when there are not enough nodes).
     pub fn new(nodes: Vec<NodeSpec>, replicas: usize) -> Ring {
-        assert!(!nodes.is_empty(), "a ring needs a node");
+        let live = vec![true; nodes.len()];
+        Ring::with_live(nodes, &live, replicas)
+    }
+
+    /// The ring of the nodes `live` marks (at least one), with indices into all of
+    /// `nodes`: the same map as `Ring::new` of the live nodes alone, but a node keeps its
+    /// index whether or not it is live, so indices stay stable as members go down and up.
+    pub fn with_live(nodes: Vec<NodeSpec>, live: &[bool], replicas: usize) -> Ring {
+        assert_eq!(nodes.len(), live.len(), "one liveness flag per node");
         assert!(nodes.len() <= u16::MAX as usize);
-        let replicas = replicas.min(MAX_REPLICAS).min(nodes.len() - 1);
-        let mut points: Vec<(u16, u16)> = Vec::with_capacity(nodes.len() * VNODES);
-        for (n, node) in nodes.iter().enumerate() {
+        let live_count = live.iter().filter(|l| **l).count();
+        assert!(live_count > 0, "a ring needs a live node");
+        let replicas = replicas.min(MAX_REPLICAS).min(live_count - 1);
+        let mut points: Vec<(u16, u16)> = Vec::with_capacity(live_count * VNODES);
+        for (n, node) in nodes.iter().enumerate().filter(|(n, _)| live[*n]) {
             for i in 0..VNODES {
                 points.push((vnode_position(&node.name, i), n as u16));
             }
@@ -139,12 +153,19 @@ impl Ring {
         }
         Ring {
             nodes,
+            live: live.to_vec(),
             slots: slots.into_boxed_slice(),
         }
     }
 
+    /// Every node, live or not (see [`Ring::is_live`]).
     pub fn nodes(&self) -> &[NodeSpec] {
         &self.nodes
+    }
+
+    /// Whether node `index` has vnodes (serves slots) in this ring.
+    pub fn is_live(&self, index: u16) -> bool {
+        self.live[index as usize]
     }
 
     pub fn node(&self, index: u16) -> &NodeSpec {
@@ -312,6 +333,49 @@ mod tests {
             }
         }
         assert!(moved > 0);
+    }
+
+    fn same_owners(a: &Ring, b: &Ring) -> bool {
+        (0..SLOTS as u16).all(|s| a.owners(s) == b.owners(s))
+    }
+
+    #[test]
+    fn new_is_with_live_all_live() {
+        let n = nodes(&["n1", "n2", "n3", "n4"]);
+        let a = Ring::new(n.clone(), 2);
+        let b = Ring::with_live(n, &[true; 4], 2);
+        assert!(same_owners(&a, &b));
+        assert!((0..4).all(|i| b.is_live(i)));
+    }
+
+    #[test]
+    fn a_dead_node_keeps_its_index_and_serves_nothing() {
+        let n = nodes(&["n1", "n2", "n3", "n4"]);
+        let partial = Ring::with_live(n.clone(), &[true, true, false, true], 1);
+        assert!(!partial.is_live(2));
+        assert_eq!(partial.nodes().len(), 4);
+        assert_eq!(partial.primary_counts()[2], 0);
+        // The same map as the ring of the live nodes alone, by name.
+        let alone = Ring::new(nodes(&["n1", "n2", "n4"]), 1);
+        for slot in 0..SLOTS as u16 {
+            let names = |r: &Ring| {
+                r.owners(slot)
+                    .all()
+                    .map(|i| r.node(i).name.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(names(&partial), names(&alone), "slot {slot}");
+        }
+        // Replicas are capped by the live nodes, not all nodes.
+        let one = Ring::with_live(n, &[false, false, true, false], 3);
+        assert!((0..SLOTS as u16).all(|s| one.owners(s).replicas().is_empty()));
+        assert_eq!(one.primary_counts()[2], SLOTS);
+    }
+
+    #[test]
+    #[should_panic(expected = "a ring needs a live node")]
+    fn a_ring_with_no_live_node_is_a_bug() {
+        Ring::with_live(nodes(&["a"]), &[false], 1);
     }
 
     #[test]
