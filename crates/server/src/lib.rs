@@ -75,11 +75,13 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str) {
+    // openraft reports every unanswered vote or heartbeat of a down peer as an error;
+    // the membership's own log lines say what matters (DSE_LOG=openraft=info shows it).
     let filter = match level {
-        "debug" => "debug",
-        "verbose" => "info",
-        "notice" => "info",
-        _ => "warn",
+        "debug" => "debug,openraft=info",
+        "verbose" => "info,openraft=off",
+        "notice" => "info,openraft=off",
+        _ => "warn,openraft=off",
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

@@ -100,10 +100,12 @@ pub fn start(srv: &Arc<Server>) -> Result<(), String> {
 fn install(srv: &Server, view: &View) {
     let Some(cluster) = &srv.cluster else { return };
     let current = cluster.topology();
+    // Epochs only grow; at the same epoch, the view may be the first to know this node
+    // as a member (a node that was added).
     let newer = view.membership.epoch > current.epoch
-        || (view.myself.is_some() != current.is_member())
         || (view.membership.epoch == current.epoch
-            && view.membership.members != current.members);
+            && view.myself.is_some()
+            && !current.is_member());
     if !newer {
         return;
     }

@@ -347,18 +347,6 @@ impl Plan {
             held,
         }
     }
-
-    fn empty() -> Plan {
-        Plan {
-            epoch: 0,
-            from: vec![SlotSet::new(); MAX_MEMBERS],
-            to: vec![SlotSet::new(); MAX_MEMBERS],
-            masks: vec![0u64; SLOTS].into(),
-            all: 0,
-            replica_nodes: 0,
-            held: SlotSet::new(),
-        }
-    }
 }
 
 /// The primary's side of one stream: what it sends next to one replica.
