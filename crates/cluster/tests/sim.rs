@@ -605,10 +605,10 @@ fn simulate(n: usize, default_seeds: u64) {
 
 #[test]
 fn three_nodes() {
-    simulate(3, 1200);
+    simulate(3, 1000);
 }
 
 #[test]
 fn five_nodes() {
-    simulate(5, 600);
+    simulate(5, 500);
 }

@@ -385,6 +385,13 @@ impl Driver {
         let prev = (!prev.members.is_empty()).then_some(&prev);
         self.live.applied(prev, &self.membership, self.myself, now);
         self.reports.resize(self.membership.members.len(), None);
+        if let Some(me) = self.myself
+            && self.membership.state(me) == Some(MemberState::Removed)
+        {
+            // Out of raft for good: a node that may never see the raft configuration
+            // without it must not disturb the others with elections.
+            self.raft.runtime_config().elect(false);
+        }
         if let Some(names) = self.bootstrap_check.take() {
             let agreed: BTreeSet<String> = self
                 .membership

@@ -48,10 +48,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use dse_cluster::{Change, Membership, NodeSpec, Report, Timing};
 use tokio::sync::mpsc;
 
 pub use types::node_raft_id;
+// The types of this crate's API, so a caller needs no other import.
+pub use dse_cluster::{Change, MemberState, Membership, NodeSpec, Report, Timing};
 
 pub struct Config {
     pub myself: NodeSpec,

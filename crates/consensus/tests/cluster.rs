@@ -456,6 +456,8 @@ fn a_met_node_joins_then_is_removed() {
     });
     let v = c.node(&leader).view();
     assert_eq!(v.membership.voters().count(), 3);
+    // A removed node sends no heartbeats: its lease runs out.
+    c.wait(5, "node-3 not writable", |c| !c.node("node-3").writable());
     // The other three keep a majority of three and stay writable.
     c.stop("node-3");
     c.wait(10, "the three writable", Cluster::all_writable);
