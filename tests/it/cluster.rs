@@ -240,7 +240,7 @@ fn cluster_nodes_shards_info_and_ids() {
             "cluster_slots_fail:0",
             "cluster_known_nodes:3",
             "cluster_size:3",
-            "cluster_current_epoch:3",
+            "cluster_current_epoch:1",
         ] {
             assert!(info.contains(&format!("{line}\r\n")), "{line} in {info}");
         }

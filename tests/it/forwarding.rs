@@ -209,6 +209,7 @@ fn the_bus_needs_the_secret_and_client_ports_refuse_internal_commands() {
     Frame::Forward {
         id: 1,
         resp: 2,
+        epoch: 1,
         requests: &encode(&[b"SET", b"evil", b"1"]),
     }
     .encode(&mut forward)

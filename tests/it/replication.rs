@@ -333,6 +333,9 @@ fn a_write_waits_for_its_replica_and_is_refused_without_one() {
         "acknowledged once the replica is back"
     );
     assert_eq!(r.read_reply(), b"+PONG\r\n");
+    // Stopped for longer than its lease, the replica serves again once it has heard
+    // from a majority.
+    c.wait_formed();
     assert_eq!(readonly(c.node(1)).call(&["GET", &k]), "$2\r\nv3\r\n");
 
     // With the replica gone, the write is refused before it happens.

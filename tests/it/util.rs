@@ -303,10 +303,36 @@ impl Cluster {
         &self.nodes[i]
     }
 
-    /// Waits until every node streams its slots to all their replicas and receives the
-    /// streams of the slots it copies (a write quorum above 1 needs them), as INFO
-    /// replication says.
+    /// Waits until every node agrees on the membership and serves (the consensus elected
+    /// a leader and each node is in contact with a majority: CLUSTER INFO says ok).
+    pub fn wait_formed(&self) {
+        let ok = eventually(Duration::from_secs(30), || {
+            self.nodes.iter().all(|n| {
+                n.raw()
+                    .call(&["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            })
+        });
+        if !ok {
+            for n in &self.nodes {
+                let log = n.log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!(
+                    "--- node on port {}: {}\n{}",
+                    n.port,
+                    n.raw().call(&["CLUSTER", "NODES"]),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            panic!("the cluster did not form");
+        }
+    }
+
+    /// Waits until the cluster formed, and every node streams its slots to all their
+    /// replicas and receives the streams of the slots it copies (a write quorum above 1
+    /// needs them), as INFO replication says.
     pub fn wait_replicated(&self) {
+        self.wait_formed();
         let ready = |n: &Server| {
             let info = n.raw().call(&["INFO", "replication"]);
             let field = |name: &str| {

@@ -547,7 +547,11 @@ impl ClusterState {
                 spec.port,
                 spec.bus_port,
                 t.epoch,
-                if connected { "connected" } else { "disconnected" },
+                if connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                },
             );
             for &(start, end) in t.primary_ranges(i) {
                 if start == end {
@@ -577,7 +581,10 @@ impl ClusterState {
             // One epoch for the whole configuration: the agreed membership's.
             ("cluster_current_epoch", t.epoch),
             ("cluster_my_epoch", t.epoch),
-            ("cluster_stats_messages_sent", self.messages_sent.load(Ordering::Relaxed)),
+            (
+                "cluster_stats_messages_sent",
+                self.messages_sent.load(Ordering::Relaxed),
+            ),
             (
                 "cluster_stats_messages_received",
                 self.messages_received.load(Ordering::Relaxed),

@@ -897,10 +897,18 @@ impl Replication {
                     }
                     let through = reader.position() - 1;
                     let start = out.len();
-                    let frame = OpenFrame::records(out, through, frame_epoch(epoch, pending, through));
+                    let frame =
+                        OpenFrame::records(out, through, frame_epoch(epoch, pending, through));
                     let mut resync = false;
                     for (lsn, payload) in &records {
-                        if !self.ship_record(*lsn, payload, slots, covered.as_ref(), *resume, out)? {
+                        if !self.ship_record(
+                            *lsn,
+                            payload,
+                            slots,
+                            covered.as_ref(),
+                            *resume,
+                            out,
+                        )? {
                             resync = true;
                             break;
                         }
@@ -1338,5 +1346,4 @@ impl Replication {
             k += 1;
         }
     }
-
 }

@@ -646,7 +646,12 @@ impl Service {
                 // The owner decides by its own view of the membership (a command for a
                 // slot it does not own in its epoch answers -MOVED), so a forward routed
                 // by an older or newer epoch never runs where it should not.
-                (Frame::Forward { id, resp, requests, .. }, Side::Inbound { .. }) => {
+                (
+                    Frame::Forward {
+                        id, resp, requests, ..
+                    },
+                    Side::Inbound { .. },
+                ) => {
                     self.run_forwarded(&mut batch, framing, session, io.out, id, resp, requests);
                 }
                 (Frame::Replies { id, replies }, Side::Outbound { peer, .. }) => {
@@ -1007,7 +1012,10 @@ impl Handler for Service {
             // for minutes): what waits on it fails, as if the link broke.
             let t = cluster.topology();
             for peer in fwd.stalled(cx.loop_index, now, cluster.config.node_timeout) {
-                let name = t.members.get(peer as usize).map_or("", |m| m.spec.name.as_str());
+                let name = t
+                    .members
+                    .get(peer as usize)
+                    .map_or("", |m| m.spec.name.as_str());
                 if let Some(r) = fwd.abandon(cx.loop_index, peer, name) {
                     conns.close(r, Close::Now);
                 }
