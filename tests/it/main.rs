@@ -12,6 +12,7 @@ mod cluster;
 mod config;
 mod connection;
 mod dump;
+mod failover;
 mod forwarding;
 mod hashes;
 mod hyperloglog;

@@ -16,9 +16,13 @@ static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 /// A running server. Dropping it kills the process and removes its data directory.
 pub struct Server {
     child: Option<Child>,
+    /// The address the server is reached at (127.0.0.1, or its network namespace's).
+    pub host: String,
     pub port: u16,
     pub dir: PathBuf,
     args: Vec<String>,
+    /// A command the server runs under (`ip netns exec NAME`), empty for none.
+    wrapper: Vec<String>,
     log: Arc<Mutex<Vec<String>>>,
     /// Leave the data directory behind when dropped ([`Server::stop_keeping_data`]).
     keep_dir: bool,
@@ -58,7 +62,25 @@ impl Server {
 
     /// Starts a server; `Err` holds its log when it did not come up.
     fn try_launch(dir: PathBuf, port: u16, args: Vec<String>) -> Result<Server, String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dse-server"));
+        Server::try_launch_in(dir, port, args, "127.0.0.1", Vec::new())
+    }
+
+    /// Starts a server reached at `host`, run under `wrapper` (a command prefix).
+    fn try_launch_in(
+        dir: PathBuf,
+        port: u16,
+        args: Vec<String>,
+        host: &str,
+        wrapper: Vec<String>,
+    ) -> Result<Server, String> {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_dse-server"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_dse-server")),
+        };
         cmd.arg("--port")
             .arg(port.to_string())
             .arg("--data")
@@ -102,20 +124,22 @@ impl Server {
         };
         Ok(Server {
             child: Some(child),
+            host: host.to_string(),
             port,
             dir,
             args,
+            wrapper,
             log,
             keep_dir: false,
         })
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://{}:{}/", self.host, self.port)
     }
 
     /// A `redis` crate connection.
@@ -186,7 +210,14 @@ impl Server {
     /// Starts the server again on the same port and data directory, with the same flags.
     pub fn restart(&mut self) {
         self.kill9();
-        let fresh = Server::launch(self.dir.clone(), self.port, self.args.clone());
+        let fresh = Server::try_launch_in(
+            self.dir.clone(),
+            self.port,
+            self.args.clone(),
+            &self.host,
+            self.wrapper.clone(),
+        )
+        .unwrap_or_else(|log| panic!("dse-server did not restart; log:\n{log}"));
         let mut fresh = std::mem::ManuallyDrop::new(fresh);
         self.child = fresh.child.take();
         self.log = fresh.log.clone();
@@ -222,6 +253,10 @@ pub struct Cluster {
     pub names: Vec<String>,
     /// Bus ports, in the order of `nodes`.
     pub bus_ports: Vec<u16>,
+    /// The flags every node was given (a node added later gets them too).
+    args: Vec<String>,
+    /// When the nodes run in network namespaces: those (dropped after the nodes).
+    pub netns: Option<Netns>,
 }
 
 impl Cluster {
@@ -244,59 +279,124 @@ impl Cluster {
     /// One node per data directory in `dirs` (which may already hold data).
     pub fn with_dirs(dirs: Vec<PathBuf>, args: &[&str]) -> Cluster {
         let n = dirs.len();
-        let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
         // The ports are free when picked, and each node binds its own soon after; should
         // another process take one meanwhile, every node starts again on new ports.
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let ports = free_ports(2 * n);
             let (ports, bus) = ports.split_at(n);
-            let mut nodes = Vec::new();
-            for (i, dir) in dirs.iter().enumerate() {
-                let peers: Vec<String> = (0..n)
-                    .filter(|&j| j != i)
-                    .map(|j| format!("{}:127.0.0.1:{}:{}", names[j], ports[j], bus[j]))
-                    .collect();
-                let mut node_args: Vec<String> = vec![
-                    "--node".into(),
-                    names[i].clone(),
-                    "--cluster-port".into(),
-                    bus[i].to_string(),
-                    "--threads".into(),
-                    "2".into(),
-                ];
-                if !peers.is_empty() {
-                    node_args.push("--peers".into());
-                    node_args.push(peers.join(","));
-                }
-                node_args.extend(args.iter().map(|s| s.to_string()));
-                match Server::try_launch(dir.clone(), ports[i], node_args) {
-                    Ok(s) => nodes.push(s),
-                    Err(log) => {
-                        last_log = log;
-                        break;
-                    }
-                }
-            }
-            if nodes.len() == n {
-                let c = Cluster {
-                    nodes,
-                    names,
-                    bus_ports: bus.to_vec(),
-                };
-                c.wait_replicated();
-                return c;
-            }
-            // Stop what started, keeping the directories for the next attempt.
-            for mut node in nodes {
-                node.kill9();
-                node.keep_dir = true;
+            let hosts = vec!["127.0.0.1".to_string(); n];
+            match Cluster::launch(&dirs, args, &hosts, ports, bus, None) {
+                Ok(c) => return c,
+                Err(log) => last_log = log,
             }
         }
         for dir in &dirs {
             let _ = std::fs::remove_dir_all(dir);
         }
         panic!("cluster did not start; last log:\n{last_log}");
+    }
+
+    /// `n` nodes, each in a network namespace of its own (so a test can cut one off with
+    /// nftables); `None`, saying why, when that cannot be done (it needs root).
+    pub fn in_namespaces(n: usize, args: &[&str]) -> Option<Cluster> {
+        let netns = match Netns::create(n) {
+            Ok(ns) => ns,
+            Err(why) => {
+                println!("skipped: {why}");
+                return None;
+            }
+        };
+        let dirs: Vec<PathBuf> = (0..n)
+            .map(|i| temp_dir(&format!("ns-node{}", i + 1)))
+            .collect();
+        let hosts: Vec<String> = (0..n).map(|i| netns.ip(i)).collect();
+        match Cluster::launch(&dirs, args, &hosts, &vec![7000; n], &vec![17000; n], Some(netns)) {
+            Ok(c) => Some(c),
+            Err(log) => panic!("cluster did not start in its namespaces; log:\n{log}"),
+        }
+    }
+
+    fn launch(
+        dirs: &[PathBuf],
+        args: &[&str],
+        hosts: &[String],
+        ports: &[u16],
+        bus: &[u16],
+        netns: Option<Netns>,
+    ) -> Result<Cluster, String> {
+        let n = dirs.len();
+        let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
+        let mut nodes = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            let peers: Vec<String> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| format!("{}:{}:{}:{}", names[j], hosts[j], ports[j], bus[j]))
+                .collect();
+            let mut node_args: Vec<String> = vec![
+                "--node".into(),
+                names[i].clone(),
+                "--cluster-port".into(),
+                bus[i].to_string(),
+                "--threads".into(),
+                "2".into(),
+            ];
+            if !peers.is_empty() {
+                node_args.push("--peers".into());
+                node_args.push(peers.join(","));
+            }
+            node_args.extend(args.iter().map(|s| s.to_string()));
+            if netns.is_some() {
+                // The node is reached at its namespace's address.
+                node_args.extend(["--bind".to_string(), hosts[i].clone()]);
+            }
+            let wrapper = netns.as_ref().map_or(Vec::new(), |ns| ns.exec(i));
+            match Server::try_launch_in(dir.clone(), ports[i], node_args, &hosts[i], wrapper) {
+                Ok(s) => nodes.push(s),
+                Err(log) => {
+                    // Stop what started, keeping the directories for another attempt.
+                    for mut node in nodes {
+                        node.kill9();
+                        node.keep_dir = true;
+                    }
+                    return Err(log);
+                }
+            }
+        }
+        let c = Cluster {
+            nodes,
+            names,
+            bus_ports: bus.to_vec(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            netns,
+        };
+        c.wait_replicated();
+        Ok(c)
+    }
+
+    /// Starts one more node with `--join` (no peers: it waits for CLUSTER MEET) and the
+    /// cluster's flags; returns its index. Loopback clusters only.
+    pub fn add_joining(&mut self) -> usize {
+        let i = self.nodes.len();
+        let name = format!("node-{}", i + 1);
+        let ports = free_ports(2);
+        let mut args: Vec<String> = vec![
+            "--node".into(),
+            name.clone(),
+            "--join".into(),
+            "--cluster-port".into(),
+            ports[1].to_string(),
+            "--threads".into(),
+            "2".into(),
+        ];
+        args.extend(self.args.iter().cloned());
+        let dir = temp_dir(&format!("node{}", i + 1));
+        let srv = Server::try_launch(dir, ports[0], args)
+            .unwrap_or_else(|log| panic!("the joining node did not start; log:\n{log}"));
+        self.nodes.push(srv);
+        self.names.push(name);
+        self.bus_ports.push(ports[1]);
+        i
     }
 
     pub fn node(&self, i: usize) -> &Server {
@@ -456,4 +556,135 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// Network namespaces for cluster nodes, one per node, joined by a bridge in the test's
+/// own namespace, so a test can cut a node off from the others with nftables while it
+/// still reaches every node itself. Needs root (`ip` and `nft`); dropping it deletes
+/// them.
+pub struct Netns {
+    tag: String,
+    subnet: String,
+    n: usize,
+}
+
+static NEXT_NETNS: AtomicUsize = AtomicUsize::new(0);
+
+fn run(cmd: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    pub fn create(n: usize) -> Result<Netns, String> {
+        // SAFETY: geteuid(2) has no preconditions and touches no memory.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("network namespaces need root (CI runs as root)".into());
+        }
+        for tool in ["ip", "nft"] {
+            if Command::new(tool).arg("-V").output().is_err() {
+                return Err(format!("`{tool}` is not installed (iproute2, nftables)"));
+            }
+        }
+        let k = NEXT_NETNS.fetch_add(1, Ordering::Relaxed);
+        let id = (std::process::id() as usize * 7 + k) % 10_000;
+        let ns = Netns {
+            // Interface names have at most 15 bytes: "dse1234b", "dse1234v12".
+            tag: format!("dse{id}"),
+            subnet: format!("10.{}.{}", 100 + k % 100, id % 250),
+            n,
+        };
+        ns.setup().inspect_err(|_| ns.teardown())?;
+        Ok(ns)
+    }
+
+    fn name(&self, i: usize) -> String {
+        format!("{}n{}", self.tag, i + 1)
+    }
+
+    /// The address of node `i`.
+    pub fn ip(&self, i: usize) -> String {
+        format!("{}.{}", self.subnet, i + 1)
+    }
+
+    /// The command prefix that runs a program in node `i`'s namespace.
+    pub fn exec(&self, i: usize) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.name(i)]
+    }
+
+    fn setup(&self) -> Result<(), String> {
+        let bridge = format!("{}b", self.tag);
+        run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
+        run(&["ip", "addr", "add", &format!("{}.254/24", self.subnet), "dev", &bridge])?;
+        run(&["ip", "link", "set", &bridge, "up"])?;
+        for i in 0..self.n {
+            let name = self.name(i);
+            let veth = format!("{}v{}", self.tag, i + 1);
+            run(&["ip", "netns", "add", &name])?;
+            run(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name])?;
+            run(&["ip", "link", "set", &veth, "master", &bridge])?;
+            run(&["ip", "link", "set", &veth, "up"])?;
+            let addr = format!("{}/24", self.ip(i));
+            run(&["ip", "netns", "exec", &name, "ip", "addr", "add", &addr, "dev", "eth0"])?;
+            run(&["ip", "netns", "exec", &name, "ip", "link", "set", "eth0", "up"])?;
+            run(&["ip", "netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Cuts node `i` off from every other node (both directions); the test still
+    /// reaches it.
+    pub fn isolate(&self, i: usize) {
+        let others: Vec<String> = (0..self.n).filter(|&j| j != i).map(|j| self.ip(j)).collect();
+        let set = others.join(", ");
+        let rules = format!(
+            "table inet dsepart {{\n\
+             chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n\
+             chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n\
+             }}\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name(i), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run nft");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft refused the rules");
+    }
+
+    /// Lets node `i` talk to the others again.
+    pub fn heal(&self, i: usize) {
+        run(&["ip", "netns", "exec", &self.name(i), "nft", "delete", "table", "inet", "dsepart"])
+            .expect("remove the partition");
+    }
+
+    fn teardown(&self) {
+        for i in 0..self.n {
+            let _ = run(&["ip", "netns", "del", &self.name(i)]);
+            let _ = run(&["ip", "link", "del", &format!("{}v{}", self.tag, i + 1)]);
+        }
+        let _ = run(&["ip", "link", "del", &format!("{}b", self.tag)]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.teardown();
+    }
 }

@@ -1157,6 +1157,7 @@ impl Service {
         }
         let acked = srv.persist.acked();
         let now_ms = now.unwrap_or_else(unix_ms);
+        let fenced = srv.cluster.as_ref().is_some_and(|c| !c.writable());
         for r in waiting {
             let Some(ConnMut { state, out }) = conns.get(r) else {
                 continue;
@@ -1165,7 +1166,13 @@ impl Service {
             let s = &mut state.session;
             s.repl_waiting = false;
             if let (Some(now), Some(q)) = (now, &srv.replication) {
-                let timeout = q.timeout_ms.load(Ordering::Relaxed);
+                // A node that lost contact with the majority will not hear from its
+                // replicas in time: its held writes answer at once.
+                let timeout = if fenced {
+                    0
+                } else {
+                    q.timeout_ms.load(Ordering::Relaxed)
+                };
                 s.held.expire_quorum(now.saturating_sub(timeout), |run| {
                     if bus {
                         crate::replication::bus_replies_as_errors(run)
