@@ -135,7 +135,11 @@ fn assert_all_readable(via: &Server, written: &[&Written]) -> usize {
                         !got.starts_with("-CLUSTERDOWN")
                     });
                 }
-                assert_eq!(got, want, "acknowledged write {key}={value} read through {}", via.port);
+                assert_eq!(
+                    got, want,
+                    "acknowledged write {key}={value} read through {}",
+                    via.port
+                );
                 n += 1;
             }
         }
@@ -143,36 +147,44 @@ fn assert_all_readable(via: &Server, written: &[&Written]) -> usize {
     n
 }
 
-/// The CLUSTER NODES line of the node listening on `port`, as `via` sees it.
-fn node_line(via: &Server, port: u16) -> Option<String> {
+/// The CLUSTER NODES line of `node`, as `via` sees it.
+fn node_line(via: &Server, node: &Server) -> Option<String> {
     let text = via.raw().call(&["CLUSTER", "NODES"]);
+    let addr = format!("{}@", node.addr());
     text.lines()
-        .find(|l| l.split(' ').nth(1).is_some_and(|a| a.contains(&format!(":{port}@"))))
+        .find(|l| l.split(' ').nth(1).is_some_and(|a| a.starts_with(&addr)))
         .map(str::to_string)
 }
 
-/// Whether `via` sees the node on `port` as failed.
-fn seen_failed(via: &Server, port: u16) -> bool {
-    node_line(via, port).is_some_and(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("fail")))
+/// Whether `via` sees `node` as failed.
+fn seen_failed(via: &Server, node: &Server) -> bool {
+    node_line(via, node).is_some_and(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("fail")))
 }
 
-/// Whether `via` sees the node on `port` as serving slots (up, in the ring).
-fn seen_serving(via: &Server, port: u16) -> bool {
-    node_line(via, port).is_some_and(|l| {
+/// Whether `via` sees `node` as serving slots (up, in the ring).
+fn seen_serving(via: &Server, node: &Server) -> bool {
+    node_line(via, node).is_some_and(|l| {
         let fields: Vec<&str> = l.split(' ').collect();
         !fields[2].contains("fail") && fields.len() > 8
     })
 }
 
 fn state_ok(s: &Server) -> bool {
-    s.raw().call(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+    s.raw()
+        .call(&["CLUSTER", "INFO"])
+        .contains("cluster_state:ok")
 }
 
 /// The kinds of errors the writers saw (first word of the reply), with counts.
 fn error_kinds(written: &[&Written]) -> String {
     let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
     for (_, e) in written.iter().flat_map(|w| w.errors.iter()) {
-        let kind = e.trim_start_matches('-').split(' ').next().unwrap_or("").to_string();
+        let kind = e
+            .trim_start_matches('-')
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_string();
         *kinds.entry(kind).or_default() += 1;
     }
     format!("{kinds:?}")
@@ -197,16 +209,16 @@ fn kill9_of_a_node_under_load_loses_no_acknowledged_write() {
     let w1 = Writer::start(c.node(1).addr(), "kb:");
     std::thread::sleep(Duration::from_millis(800));
     let killed = Instant::now();
-    let gone = c.node(2).port;
     c.nodes[2].kill9();
     assert!(
         eventually(Duration::from_secs(20), || {
-            seen_failed(c.node(0), gone) && seen_failed(c.node(1), gone)
+            seen_failed(c.node(0), c.node(2)) && seen_failed(c.node(1), c.node(2))
         }),
         "the survivors mark the killed node failed"
     );
     assert!(
-        eventually(Duration::from_secs(10), || state_ok(c.node(0)) && state_ok(c.node(1))),
+        eventually(Duration::from_secs(10), || state_ok(c.node(0))
+            && state_ok(c.node(1))),
         "the survivors serve every slot"
     );
     let recovered = Instant::now();
@@ -225,7 +237,10 @@ fn kill9_of_a_node_under_load_loses_no_acknowledged_write() {
     // moment for the survivors' lease after taking slots over).
     let window = (killed, recovered + Duration::from_millis(1500));
     let stray = errors_outside(&written, &[window]);
-    assert!(stray.is_empty(), "errors outside the failover window: {stray:?}");
+    assert!(
+        stray.is_empty(),
+        "errors outside the failover window: {stray:?}"
+    );
     println!(
         "{n} acknowledged writes readable; failover took {:?}; errors in the window: {}",
         recovered - killed,
@@ -239,19 +254,22 @@ fn a_killed_node_restarts_catches_up_and_serves_its_slots_again() {
     let w0 = Writer::start(c.node(0).addr(), "ra:");
     let w1 = Writer::start(c.node(1).addr(), "rb:");
     std::thread::sleep(Duration::from_millis(500));
-    let port = c.node(2).port;
     c.nodes[2].kill9();
-    assert!(eventually(Duration::from_secs(20), || seen_failed(c.node(0), port)));
+    assert!(eventually(Duration::from_secs(20), || seen_failed(
+        c.node(0),
+        c.node(2)
+    )));
     // Writes go on without it, then it comes back with its (now stale) data.
     std::thread::sleep(Duration::from_millis(1000));
     let restarted = Instant::now();
     c.nodes[2].restart();
     assert!(
         eventually(Duration::from_secs(30), || {
-            (0..3).all(|i| seen_serving(c.node(i), port)) && (0..3).all(|i| state_ok(c.node(i)))
+            (0..3).all(|i| seen_serving(c.node(i), c.node(2)))
+                && (0..3).all(|i| state_ok(c.node(i)))
         }),
         "the restarted node serves its slots again: {:?}",
-        node_line(c.node(0), port)
+        node_line(c.node(0), c.node(2))
     );
     println!("back in {:?}", restarted.elapsed());
     std::thread::sleep(Duration::from_millis(1000));
@@ -265,8 +283,11 @@ fn a_killed_node_restarts_catches_up_and_serves_its_slots_again() {
         error_kinds(&written)
     );
     // Its own slots again: CLUSTER NODES lists ranges for it.
-    let line = node_line(c.node(2), port).unwrap();
-    assert!(line.contains("myself") && line.split(' ').count() > 8, "{line}");
+    let line = node_line(c.node(2), c.node(2)).unwrap();
+    assert!(
+        line.contains("myself") && line.split(' ').count() > 8,
+        "{line}"
+    );
 }
 
 #[test]
@@ -291,7 +312,9 @@ fn a_partitioned_node_stops_writing_and_the_majority_fails_over() {
     // The isolated node stops accepting writes within its lease (500 ms here)...
     assert!(
         eventually(Duration::from_secs(3), || {
-            cut.raw().call(&["SET", &key, "minority"]).starts_with("-CLUSTERDOWN")
+            cut.raw()
+                .call(&["SET", &key, "minority"])
+                .starts_with("-CLUSTERDOWN")
         }),
         "the isolated node refuses writes"
     );
@@ -314,10 +337,10 @@ fn a_partitioned_node_stops_writing_and_the_majority_fails_over() {
     ns.heal(2);
     assert!(
         eventually(Duration::from_secs(30), || {
-            (0..3).all(|i| seen_serving(c.node(i), cut.port)) && (0..3).all(|i| state_ok(c.node(i)))
+            (0..3).all(|i| seen_serving(c.node(i), cut)) && (0..3).all(|i| state_ok(c.node(i)))
         }),
         "after healing, the node is back: {:?}",
-        node_line(c.node(0), cut.port)
+        node_line(c.node(0), cut)
     );
     println!(
         "fenced after {fenced:?}, failed over after {failed_over:?}, rejoined in {:?}",
@@ -332,7 +355,11 @@ fn a_partitioned_node_stops_writing_and_the_majority_fails_over() {
         .iter()
         .filter(|(_, _, t)| *t > cut_at + lease && *t < healed)
         .collect();
-    assert!(late.is_empty(), "the minority acknowledged writes: {:?}", &late[..late.len().min(5)]);
+    assert!(
+        late.is_empty(),
+        "the minority acknowledged writes: {:?}",
+        &late[..late.len().min(5)]
+    );
     // The majority's value stands everywhere: nothing stale came back. (A node that
     // takes slots over serves them once its lease covers them: poll.)
     for i in 0..3 {
@@ -341,7 +368,11 @@ fn a_partitioned_node_stops_writing_and_the_majority_fails_over() {
             got = c.node(i).raw().call(&["GET", &key]);
             !got.starts_with("-CLUSTERDOWN")
         });
-        assert!(ok && got == "$8\r\nmajority\r\n", "through node {}: {got}", i + 1);
+        assert!(
+            ok && got == "$8\r\nmajority\r\n",
+            "through node {}: {got}",
+            i + 1
+        );
     }
     let written = [&a, &b];
     let n = assert_all_readable(cut, &written);
@@ -382,25 +413,33 @@ fn a_fourth_node_joins_under_load_and_leaves_again() {
     let i = c.add_joining();
     let (port, bus) = (c.node(i).port, c.bus_ports[i]);
     assert_eq!(
-        c.node(0)
-            .raw()
-            .call(&["CLUSTER", "MEET", "127.0.0.1", &port.to_string(), &bus.to_string()]),
+        c.node(0).raw().call(&[
+            "CLUSTER",
+            "MEET",
+            "127.0.0.1",
+            &port.to_string(),
+            &bus.to_string()
+        ]),
         "+OK\r\n"
     );
     let met = Instant::now();
     assert!(
         eventually(Duration::from_secs(30), || {
-            (0..4).all(|n| seen_serving(c.node(n), port)) && (0..4).all(|n| state_ok(c.node(n)))
+            (0..4).all(|n| seen_serving(c.node(n), c.node(i)))
+                && (0..4).all(|n| state_ok(c.node(n)))
         }),
         "the new node serves its share: {:?}",
-        node_line(c.node(0), port)
+        node_line(c.node(0), c.node(i))
     );
     println!("joined in {:?}", met.elapsed());
     let info = c.node(3).raw().call(&["CLUSTER", "INFO"]);
     assert!(info.contains("cluster_known_nodes:4\r\n"), "{info}");
     std::thread::sleep(Duration::from_millis(800));
     // It holds its share of the data written meanwhile.
-    let keys: usize = c.node(3).raw().call(&["DBSIZE"])[1..].trim().parse().unwrap();
+    let keys: usize = c.node(3).raw().call(&["DBSIZE"])[1..]
+        .trim()
+        .parse()
+        .unwrap();
     assert!(keys > 0, "the new node is the primary of some keys");
 
     let id = c.node(3).raw().call(&["CLUSTER", "MYID"]);
@@ -409,7 +448,8 @@ fn a_fourth_node_joins_under_load_and_leaves_again() {
     let forgot = Instant::now();
     assert!(
         eventually(Duration::from_secs(30), || {
-            (0..3).all(|n| node_line(c.node(n), port).is_none()) && (0..3).all(|n| state_ok(c.node(n)))
+            (0..3).all(|n| node_line(c.node(n), c.node(i)).is_none())
+                && (0..3).all(|n| state_ok(c.node(n)))
         }),
         "the removed node is gone from the cluster"
     );

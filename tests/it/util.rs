@@ -311,7 +311,14 @@ impl Cluster {
             .map(|i| temp_dir(&format!("ns-node{}", i + 1)))
             .collect();
         let hosts: Vec<String> = (0..n).map(|i| netns.ip(i)).collect();
-        match Cluster::launch(&dirs, args, &hosts, &vec![7000; n], &vec![17000; n], Some(netns)) {
+        match Cluster::launch(
+            &dirs,
+            args,
+            &hosts,
+            &vec![7000; n],
+            &vec![17000; n],
+            Some(netns),
+        ) {
             Ok(c) => Some(c),
             Err(log) => panic!("cluster did not start in its namespaces; log:\n{log}"),
         }
@@ -626,19 +633,34 @@ impl Netns {
     fn setup(&self) -> Result<(), String> {
         let bridge = format!("{}b", self.tag);
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
-        run(&["ip", "addr", "add", &format!("{}.254/24", self.subnet), "dev", &bridge])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}.254/24", self.subnet),
+            "dev",
+            &bridge,
+        ])?;
         run(&["ip", "link", "set", &bridge, "up"])?;
         for i in 0..self.n {
             let name = self.name(i);
             let veth = format!("{}v{}", self.tag, i + 1);
             run(&["ip", "netns", "add", &name])?;
-            run(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name])?;
+            run(&[
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name,
+            ])?;
             run(&["ip", "link", "set", &veth, "master", &bridge])?;
             run(&["ip", "link", "set", &veth, "up"])?;
             let addr = format!("{}/24", self.ip(i));
-            run(&["ip", "netns", "exec", &name, "ip", "addr", "add", &addr, "dev", "eth0"])?;
-            run(&["ip", "netns", "exec", &name, "ip", "link", "set", "eth0", "up"])?;
-            run(&["ip", "netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+            run(&[
+                "ip", "netns", "exec", &name, "ip", "addr", "add", &addr, "dev", "eth0",
+            ])?;
+            run(&[
+                "ip", "netns", "exec", &name, "ip", "link", "set", "eth0", "up",
+            ])?;
+            run(&[
+                "ip", "netns", "exec", &name, "ip", "link", "set", "lo", "up",
+            ])?;
         }
         Ok(())
     }
@@ -646,7 +668,10 @@ impl Netns {
     /// Cuts node `i` off from every other node (both directions); the test still
     /// reaches it.
     pub fn isolate(&self, i: usize) {
-        let others: Vec<String> = (0..self.n).filter(|&j| j != i).map(|j| self.ip(j)).collect();
+        let others: Vec<String> = (0..self.n)
+            .filter(|&j| j != i)
+            .map(|j| self.ip(j))
+            .collect();
         let set = others.join(", ");
         let rules = format!(
             "table inet dsepart {{\n\
@@ -670,8 +695,18 @@ impl Netns {
 
     /// Lets node `i` talk to the others again.
     pub fn heal(&self, i: usize) {
-        run(&["ip", "netns", "exec", &self.name(i), "nft", "delete", "table", "inet", "dsepart"])
-            .expect("remove the partition");
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.name(i),
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "dsepart",
+        ])
+        .expect("remove the partition");
     }
 
     fn teardown(&self) {

@@ -99,6 +99,9 @@ const READ_BYTES: usize = 256 << 10;
 const CHUNK_BYTES: usize = 256 << 10;
 /// Between two attempts to open a stream to a primary.
 const RETRY_MS: u64 = 250;
+/// How long a replica whose stream a new membership closed still counts as live while it
+/// opens the next one.
+const RECONNECT_GRACE_MS: u64 = 2000;
 
 /// The reply a held write gets when its replicas did not acknowledge it in time.
 pub const QUORUM_TIMEOUT_ERROR: &str = "-NOREPLICAS Not enough good replicas acknowledged the write in time; it may have been \
@@ -452,6 +455,10 @@ pub struct Replication {
     has_senders: Box<[AtomicBool]>,
     inbound: Box<[Mutex<Inbound>]>,
     drop_gen: AtomicU64,
+    /// When the plan last changed (ms), and per node until when it counts as live without
+    /// a stream (see `sender_closed`).
+    reconfigured_ms: AtomicU64,
+    grace_until: Box<[AtomicU64]>,
     pub sync_full: AtomicU64,
     pub sync_partial: AtomicU64,
     store: Arc<Store>,
@@ -537,6 +544,8 @@ impl Replication {
                 })
                 .collect(),
             drop_gen: AtomicU64::new(0),
+            reconfigured_ms: AtomicU64::new(0),
+            grace_until: (0..MAX_MEMBERS).map(|_| AtomicU64::new(0)).collect(),
             sync_full: AtomicU64::new(0),
             sync_partial: AtomicU64::new(0),
             store,
@@ -597,6 +606,8 @@ impl Replication {
         }
         let dropped = old.held.minus(&new.held);
         self.plan.store(Arc::new(new));
+        self.reconfigured_ms
+            .store(crate::server::unix_ms(), Ordering::Release);
         let up = t.is_member() && t.state(t.myself) == MemberState::Up;
         if up { dropped } else { SlotSet::new() }
     }
@@ -763,7 +774,32 @@ impl Replication {
         let mut counts = self.stream_counts.lock();
         counts[peer as usize] -= 1;
         if counts[peer as usize] == 0 && peer < 64 {
-            self.live.fetch_and(!(1 << peer), Ordering::AcqRel);
+            let now = crate::server::unix_ms();
+            if now < self.reconfigured_ms.load(Ordering::Acquire) + RECONNECT_GRACE_MS {
+                // A new membership closed the stream and the replica is opening the next
+                // one: writes wait for it rather than fail (see `expire_grace`).
+                self.grace_until[peer as usize].store(now + RECONNECT_GRACE_MS, Ordering::Release);
+            } else {
+                self.live.fetch_and(!(1 << peer), Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// A replica whose stream a membership change closed and that has not opened a new
+    /// one within the grace no longer counts as live: writes that need it are refused.
+    pub fn expire_grace(&self, now_ms: u64) {
+        let counts = self.stream_counts.lock();
+        for (peer, until) in self.grace_until.iter().enumerate() {
+            let t = until.load(Ordering::Acquire);
+            if t == 0 {
+                continue;
+            }
+            if counts[peer] > 0 {
+                until.store(0, Ordering::Release);
+            } else if now_ms >= t {
+                until.store(0, Ordering::Release);
+                self.live.fetch_and(!(1 << peer), Ordering::AcqRel);
+            }
         }
     }
 

@@ -1253,6 +1253,7 @@ impl Service {
         for r in repl.senders_to_close(loop_index) {
             conns.close(r, Close::Now);
         }
+        repl.expire_grace(unix_ms());
         let (Some(fwd), Some(cluster)) = (&self.srv.forwarding, &self.srv.cluster) else {
             return;
         };
