@@ -13,7 +13,11 @@
 #   - replication: every acknowledged write is on the slot's first replica (READONLY);
 #   - cluster clients: redis-cli -c, redis-benchmark, and redis-py's RedisCluster when
 #     python3 can import it;
-# then stops the cluster (unless --keep) and removes the directory.
+#   - failover: node3 killed with SIGKILL is marked failed by the others, which serve
+#     its slots with every acknowledged write; restarted, it catches up and serves its
+#     slots again with every write made meanwhile;
+# then stops the cluster (unless --keep) and removes the directory. The nodes run with
+# --node-timeout 1500 --startup-grace 3000 so that the failover checks take seconds.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -45,7 +49,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$work" && "$root/scripts/run_cluster.sh" --base-port "$base" ${build_args[@]+"${build_args[@]}"}) \
+(cd "$work" && "$root/scripts/run_cluster.sh" --base-port "$base" ${build_args[@]+"${build_args[@]}"} \
+    --node-timeout 1500 --startup-grace 3000) \
     >"$work/start.log" 2>&1 || { cat "$work/start.log"; echo "FAIL cluster start"; exit 1; }
 
 failures=0
@@ -161,6 +166,75 @@ EOF
     fi
 else
     echo "SKIP redis-py RedisCluster (python3 cannot import redis.cluster)"
+fi
+
+# 6. Failover: kill node3, the others take its slots over with every acknowledged write.
+node_line() { # node_line VIA_PORT PORT: PORT's CLUSTER NODES line as VIA_PORT sees it
+    cli "$1" cluster nodes | awk -v a="127.0.0.1:$2@" 'index($2, a) == 1'
+}
+# until SECONDS CMD...: polls CMD every 0.2 s until it succeeds or SECONDS pass.
+until_ok() {
+    local limit=$1; shift
+    for _ in $(seq 1 $((limit * 5))); do
+        "$@" && return 0
+        sleep 0.2
+    done
+    "$@"
+}
+all_ok() {
+    for p in "$@"; do
+        cli "$p" cluster info | grep -q "cluster_state:ok" || return 1
+    done
+}
+bad=0
+for i in $(seq 0 199); do
+    [ "$(cli "${ports[$((i % 2))]}" set "fo:$i" "f$i")" = OK ] || bad=$((bad + 1))
+done
+(cd "$work" && "$root/scripts/run_cluster.sh" kill 3 >/dev/null)
+failed() { node_line "$1" "${ports[2]}" | awk '{ print $3 }' | grep -q fail; }
+if until_ok 30 failed "${ports[0]}" && until_ok 10 failed "${ports[1]}" &&
+    until_ok 10 all_ok "${ports[0]}" "${ports[1]}"; then
+    pass "node3 killed: the survivors mark it failed and serve every slot"
+else
+    fail "failover: node3 not marked failed, or the survivors do not serve ($(node_line "${ports[0]}" "${ports[2]}"))"
+fi
+readable() { # readable VIA_PORT FROM TO: keys fo:FROM..TO read back through VIA_PORT
+    local p=$1 missing=0
+    for i in $(seq "$2" "$3"); do
+        [ "$(cli "$p" get "fo:$i")" = "f$i" ] || missing=$((missing + 1))
+    done
+    [ "$missing" -eq 0 ] || { echo "  $missing of fo:$2..$3 missing through port $p"; return 1; }
+}
+if [ "$bad" -eq 0 ] && readable "${ports[0]}" 0 199 && readable "${ports[1]}" 0 199; then
+    pass "200 acknowledged writes readable through both survivors after the failover"
+else
+    fail "failover: writes lost ($bad refused before the kill)"
+fi
+bad=0
+for i in $(seq 200 299); do
+    [ "$(cli "${ports[$((i % 2))]}" set "fo:$i" "f$i")" = OK ] || bad=$((bad + 1))
+done
+if [ "$bad" -eq 0 ]; then
+    pass "100 writes acknowledged while node3 is down"
+else
+    fail "writes while node3 is down: $bad refused"
+fi
+
+# 7. Restart node3: it copies its slots back and serves them.
+(cd "$work" && "$root/scripts/run_cluster.sh" restart 3 >/dev/null) || fail "node3 did not restart"
+serving() { node_line "$1" "${ports[2]}" | awk '$3 !~ /fail/ && NF > 8 { ok = 1 } END { exit !ok }'; }
+if until_ok 30 serving "${ports[0]}" && until_ok 10 serving "${ports[2]}" &&
+    until_ok 10 all_ok "${ports[@]}"; then
+    pass "node3 restarted: it caught up and serves its slots again"
+else
+    fail "rejoin: node3 does not serve ($(node_line "${ports[0]}" "${ports[2]}"))"
+fi
+# Its slots are its own again a moment after it takes them (its lease then covers them).
+sleep 2
+if readable "${ports[2]}" 0 299; then
+    pass "300 acknowledged writes readable through the restarted node"
+else
+    fail "rejoin: writes missing through node3"
 fi
 
 if [ "$failures" -eq 0 ]; then
