@@ -406,7 +406,19 @@ fn node_owner(via: &Server, slot: u16) -> u16 {
 
 #[test]
 fn a_fourth_node_joins_under_load_and_leaves_again() {
-    let mut c = Cluster::with_args(3, FAST);
+    join_and_leave(FAST);
+}
+
+#[test]
+fn a_node_joins_and_leaves_a_cluster_with_a_secret() {
+    // The new node is not a member when it is met: it proves the secret instead.
+    let mut args = FAST.to_vec();
+    args.extend(["--cluster-secret", "the-join-secret"]);
+    join_and_leave(&args);
+}
+
+fn join_and_leave(args: &[&str]) {
+    let mut c = Cluster::with_args(3, args);
     let w0 = Writer::start(c.node(0).addr(), "ja:");
     let w1 = Writer::start(c.node(1).addr(), "jb:");
     std::thread::sleep(Duration::from_millis(500));

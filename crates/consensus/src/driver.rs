@@ -306,6 +306,24 @@ impl Driver {
 
     fn on_message(&mut self, env: Envelope) {
         let Envelope { from, id, body } = env;
+        // A node that is not a member may only ask who we are (CLUSTER MEET) or answer
+        // our own requests; raft requests and proposals come from members (or, to a node
+        // not yet added, from the cluster adding it). Without a cluster secret anyone who
+        // reaches the bus could otherwise start elections or propose changes.
+        let from_member = self.membership.index_of(&from.name).is_some();
+        let may_ask = from_member || self.myself.is_none();
+        if !may_ask
+            && matches!(
+                body,
+                Body::Append(_) | Body::Vote(_) | Body::Snapshot(_) | Body::Propose(_)
+            )
+        {
+            tracing::warn!(
+                from = from.name,
+                "consensus request from a non-member; dropped"
+            );
+            return;
+        }
         let raft = self.raft.clone();
         let rpc = self.rpc.clone();
         match body {
