@@ -1,7 +1,7 @@
 //! The consensus thread's loop: messages in, heartbeats out, the lease, the leader's
 //! decisions and raft voter bookkeeping, views to the server.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,6 +59,10 @@ pub(crate) struct Driver {
     live: Liveness,
     reports: Vec<Option<Report>>,
     my_report: Report,
+    /// Per member (by name), the send time of the last heartbeat it sent us, and where
+    /// it is: acknowledged again when this node applies a membership, so a fence waiting
+    /// for that news ends without waiting for the member's next heartbeat.
+    last_heartbeats: HashMap<String, (NodeSpec, u64)>,
     /// A handle on the raft log (openraft owns the store; this shares it) and on how far
     /// the state machine applied it: together, the epoch the log reaches.
     log: LogStore,
@@ -179,6 +183,7 @@ impl Driver {
             live: Liveness::new(config.timing, now),
             reports: Vec::new(),
             my_report: Report::default(),
+            last_heartbeats: HashMap::new(),
             log,
             progress,
             metrics,
@@ -353,14 +358,24 @@ impl Driver {
             Body::Heartbeat { sent_ms, report } => {
                 if let Some(i) = self.membership.index_of(&from.name) {
                     self.reports[i as usize] = Some(report);
+                    let last = self
+                        .last_heartbeats
+                        .entry(from.name.clone())
+                        .or_insert_with(|| (from.clone(), sent_ms));
+                    last.1 = last.1.max(sent_ms);
                 }
-                let log_epoch = self.log_epoch();
-                self.rpc
-                    .send(&from, id, Body::HeartbeatAck { sent_ms, log_epoch });
+                self.ack(&from, sent_ms);
             }
-            Body::HeartbeatAck { sent_ms, log_epoch } => {
-                if let Some(i) = self.membership.index_of(&from.name) {
-                    self.live.acked_at(i, sent_ms, log_epoch);
+            Body::HeartbeatAck {
+                sent_ms,
+                log_epoch,
+                applied_epoch,
+            } => {
+                if let Some(i) = self.membership.index_of(&from.name)
+                    && self.live.acked_with(i, sent_ms, log_epoch, applied_epoch)
+                {
+                    // A fence ended: the server may write now, not at the next tick.
+                    self.publish_lease();
                 }
             }
             Body::Hello => {
@@ -428,7 +443,42 @@ impl Driver {
         }
         self.publish_lease();
         self.publish_view();
+        // The server has the membership now: tell the peers at once (a fence of theirs
+        // may be waiting for it), and ask the peers a new fence of ours waits for.
+        let m = &self.membership;
+        self.last_heartbeats.retain(|name, _| {
+            m.index_of(name)
+                .is_some_and(|i| m.state(i) != Some(MemberState::Removed))
+        });
+        let peers: Vec<(NodeSpec, u64)> = self.last_heartbeats.values().cloned().collect();
+        for (to, sent_ms) in peers {
+            self.ack(&to, sent_ms);
+        }
+        let now = self.now();
+        let awaited: Vec<u16> = self.live.awaited(now).collect();
+        for v in awaited {
+            self.heartbeat(v, now);
+        }
         self.maybe_propose();
+    }
+
+    fn ack(&self, to: &NodeSpec, sent_ms: u64) {
+        let ack = Body::HeartbeatAck {
+            sent_ms,
+            log_epoch: self.log_epoch(),
+            applied_epoch: self.membership.epoch,
+        };
+        self.rpc.send(to, 0, ack);
+    }
+
+    fn heartbeat(&self, to: u16, now: u64) {
+        if let Some(m) = self.membership.members.get(to as usize) {
+            let hb = Body::Heartbeat {
+                sent_ms: now,
+                report: self.my_report,
+            };
+            self.rpc.send(&m.spec, 0, hb);
+        }
     }
 
     fn on_metrics(&mut self, m: RaftMetrics<u64, NodeSpec>) {
@@ -477,18 +527,9 @@ impl Driver {
         if let Some(me) = self.myself
             && self.membership.state(me) != Some(MemberState::Removed)
         {
-            let report = self.my_report;
             for v in self.membership.voters() {
                 if v != me {
-                    let to = &self.membership.members[v as usize].spec;
-                    self.rpc.send(
-                        to,
-                        0,
-                        Body::Heartbeat {
-                            sent_ms: now,
-                            report,
-                        },
-                    );
+                    self.heartbeat(v, now);
                 }
             }
         }

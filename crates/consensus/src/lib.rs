@@ -15,7 +15,8 @@
 //!  Transport::send(to, bytes) ◀────────── heartbeats, raft ─┤
 //!                                          requests/replies │   applied changes
 //!  on_view(Arc<View>) ◀─────────────────── every new view ◀─┴── leadership (metrics)
-//!  writable(): one atomic load + clock ◀── lease deadline, recomputed each heartbeat
+//!  writable(): one atomic load + clock ◀── lease deadline, recomputed each heartbeat,
+//!                                          applied change, and fence ended by an ack
 //! ```
 //!
 //! The crate does no network I/O of its own: the server carries its messages (opaque
@@ -24,7 +25,12 @@
 //!
 //! Besides raft, each node sends a heartbeat to every voter each `heartbeat_ms` (with its
 //! [`Report`]), and the acknowledgements feed [`dse_cluster::Liveness`]: the write lease
-//! and the leader's failure suspicion. The leader runs [`dse_cluster::decide`] every
+//! and the leader's failure suspicion. An acknowledgement carries the epoch the
+//! acknowledging node's log reaches and the epoch of the membership it applied (handed
+//! to its server): a node that gained slots holds writes (its fence) until the previous
+//! owners of those slots show they applied the change, or a lease at most; to make that
+//! quick, it heartbeats them as soon as its fence starts, and every node acknowledges
+//! each peer's last heartbeat again as soon as it applies a change. The leader runs [`dse_cluster::decide`] every
 //! heartbeat and proposes what it returns, one change at a time; it also keeps raft's own
 //! voter set equal to the members that are not Removed (a new member is a raft learner
 //! until it caught up on the log, then a voter).

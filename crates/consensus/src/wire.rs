@@ -39,10 +39,15 @@ pub(crate) enum Body {
         sent_ms: u64,
         report: Report,
     },
-    /// `sent_ms` echoed; `log_epoch`: the epoch the acknowledging node's log reaches.
+    /// `sent_ms` echoed; `log_epoch`: the epoch the acknowledging node's log reaches;
+    /// `applied_epoch`: the epoch of the membership it had handed to its server when it
+    /// sent this (0 from a node that predates the field: it ends no fence early). A node
+    /// also sends one when it applies a membership, for the last heartbeat of each peer.
     HeartbeatAck {
         sent_ms: u64,
         log_epoch: u64,
+        #[serde(default)]
+        applied_epoch: u64,
     },
     /// CLUSTER MEET: who are you? Answered only by a node that is not a member yet.
     Hello,

@@ -92,8 +92,8 @@ fn spec_of(name: &str) -> NodeSpec {
     spec(name.trim_start_matches("node-").parse().unwrap())
 }
 
-/// A view, and the node that published it.
-type Seen = (String, Arc<View>);
+/// A view, the node that published it, when, and whether that node was writable then.
+type Seen = (String, Arc<View>, Instant, bool);
 
 struct Cluster {
     net: Arc<Net>,
@@ -102,6 +102,7 @@ struct Cluster {
     /// Every view every node published, for the agreement check.
     views: Arc<Mutex<Vec<Seen>>>,
     bootstrap: Vec<NodeSpec>,
+    timing: Timing,
 }
 
 impl Cluster {
@@ -116,6 +117,7 @@ impl Cluster {
             dirs,
             views: Arc::default(),
             bootstrap: (0..n).map(spec).collect(),
+            timing: TIMING,
         }
     }
 
@@ -126,6 +128,7 @@ impl Cluster {
         let dir = self.dirs.entry(me.name.clone()).or_insert(fresh).clone();
         let views = self.views.clone();
         let name = me.name.clone();
+        let net = self.net.clone();
         let c = Consensus::start(
             Config {
                 myself: me.clone(),
@@ -135,13 +138,24 @@ impl Cluster {
                     Vec::new()
                 },
                 dir,
-                timing: TIMING,
+                timing: self.timing,
             },
             Arc::new(Link {
                 net: self.net.clone(),
                 from: me.name.clone(),
             }),
-            Box::new(move |v| views.lock().unwrap().push((name.clone(), v))),
+            Box::new(move |v| {
+                // The lease is published before the view: this is what the server
+                // would see along with the view. (None while starting.)
+                let writable = net
+                    .nodes
+                    .read()
+                    .unwrap()
+                    .get(&name)
+                    .is_some_and(|c| c.writable());
+                let seen = (name.clone(), v, Instant::now(), writable);
+                views.lock().unwrap().push(seen);
+            }),
         )
         .unwrap();
         self.net.nodes.write().unwrap().insert(me.name, Arc::new(c));
@@ -259,7 +273,7 @@ impl Cluster {
     fn check_agreement(&self) {
         let views = self.views.lock().unwrap();
         let mut by_epoch: HashMap<u64, (&str, &Membership)> = HashMap::new();
-        for (name, v) in views.iter() {
+        for (name, v, ..) in views.iter() {
             let m = &v.membership;
             if let Some((other, seen)) = by_epoch.get(&m.epoch) {
                 assert_eq!(*seen, m, "{other} and {name} disagree on epoch {}", m.epoch);
@@ -467,5 +481,76 @@ fn a_met_node_joins_then_is_removed() {
     c.node(&follower)
         .propose(Change::Remove(3), Box::new(move |r| tx.send(r).unwrap()));
     assert!(rx.recv_timeout(Duration::from_secs(15)).unwrap().is_err());
+    c.check_agreement();
+}
+
+#[test]
+fn a_follower_back_up_is_writable_long_before_a_lease() {
+    let mut c = Cluster::new(3);
+    // A long lease (2 s), so that ending its fence early is clearly not the lease's end.
+    c.timing = Timing {
+        node_timeout_ms: 4000,
+        grace_ms: 0,
+        heartbeat_ms: 50,
+    };
+    let lease = Duration::from_millis(c.timing.lease_ms());
+    c.start_all(&[0, 1, 2]);
+    c.wait(15, "formed", formed);
+    c.wait(10, "writable", Cluster::all_writable);
+    let leader = c.leader().unwrap();
+    let victim = c.names().into_iter().find(|x| *x != leader).unwrap();
+    c.isolate(&victim, true);
+    let others: Vec<String> = c.names().into_iter().filter(|x| *x != victim).collect();
+    c.wait(20, "the others mark it down", |c| {
+        others.iter().all(|o| {
+            let v = c.node(o).view();
+            let i = v.membership.index_of(&victim).unwrap();
+            v.membership.state(i) == Some(MemberState::Down)
+        })
+    });
+    let down_epoch = c.epoch(&others[0]);
+    c.isolate(&victim, false);
+
+    // When the victim applied its MarkUp (its first view past the MarkDown that shows it
+    // Up), and whether it was writable then.
+    let marked_up = |c: &Cluster| -> Option<(Instant, bool)> {
+        c.views
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(name, v, ..)| {
+                *name == victim
+                    && v.membership.epoch > down_epoch
+                    && v.myself.and_then(|me| v.membership.state(me)) == Some(MemberState::Up)
+            })
+            .map(|&(_, _, at, writable)| (at, writable))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (up_at, writable_at) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the victim never came back writable"
+        );
+        c.pump_reports();
+        if let Some((up_at, _)) = marked_up(&c)
+            && c.node(&victim).writable()
+        {
+            break (up_at, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let (_, writable_at_markup) = marked_up(&c).unwrap();
+    // Its MarkUp gave it back slots: fenced at first...
+    assert!(!writable_at_markup, "no fence after the MarkUp");
+    // ... until the two others showed they applied it, long before the lease's end.
+    let took = writable_at - up_at;
+    eprintln!("writable {took:?} after its MarkUp (lease {lease:?})");
+    assert!(
+        took < lease / 2,
+        "writable {took:?} after its MarkUp; the lease is {lease:?}"
+    );
+    c.wait(10, "back Up everywhere, every node writable", |c| {
+        c.all_up_same_epoch() && c.all_writable()
+    });
     c.check_agreement();
 }
