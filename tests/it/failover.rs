@@ -471,8 +471,10 @@ fn join_and_leave(args: &[&str]) {
     let written = [&a, &b];
     let n = assert_all_readable(c.node(2), &written);
     assert_all_readable(c.node(0), &written);
+    let joining = errors_outside(&written, &[(forgot, Instant::now())]).len();
     println!(
-        "{n} acknowledged writes readable after a join and a removal; errors: {}",
+        "{n} acknowledged writes readable after a join and a removal; errors: {} \
+         ({joining} before the removal)",
         error_kinds(&written)
     );
     let info = c.node(0).raw().call(&["CLUSTER", "INFO"]);

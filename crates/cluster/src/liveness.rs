@@ -47,9 +47,12 @@
 //!   that apply it within a heartbeat or two: the fence ends after about one round trip
 //!   once they did (the driver sends a heartbeat to them as soon as the fence starts, and
 //!   a node re-acknowledges the last heartbeat of each peer when it applies a change);
-//! - if an owner waited for is not Up in `E` (MarkDown, Remove: the slots of a node that
-//!   leaves), only time ends the fence: a node marked down is presumably cut off and may
-//!   still be inside its lease (and a removed one gets no heartbeats);
+//! - a Remove hands slots over from the removed node, which is heartbeaten while a fence
+//!   waits for it and acknowledges like any node once it applied its removal: a live node
+//!   that leaves costs about one round trip too;
+//! - if an owner waited for is Down (or Joining or Ready) in `E` (a MarkDown: the slots of
+//!   a node presumably cut off), only time ends the fence: it may still be inside its
+//!   lease, and would not acknowledge;
 //! - a start-up (no previous membership) or a membership that skips epochs (a snapshot
 //!   installed on a node far behind) counts as gaining every slot, and no fence that
 //!   starts within `lease_ms` after it ends early: the memberships in between are
@@ -310,12 +313,13 @@ impl Liveness {
         }
         let awaiting = if consecutive && now_ms >= self.unknown_until {
             let owners = self.owners_of(&gained, me);
-            let all_up = (0..64u16)
+            let all_reachable = (0..64u16)
                 .filter(|&i| owners & (1 << i) != 0)
-                .all(|i| next.state(i) == Some(MemberState::Up));
-            // One not Up is presumably cut off, maybe still inside its lease, and would
-            // not acknowledge anyway (removed nodes get no heartbeats).
-            all_up.then_some(owners)
+                .all(|i| matches!(next.state(i), Some(MemberState::Up | MemberState::Removed)));
+            // One marked down is presumably cut off, maybe still inside its lease, and
+            // would not acknowledge anyway. A removed one was removed by choice, and is
+            // heartbeaten while a fence waits for it (the driver).
+            all_reachable.then_some(owners)
         } else {
             None
         };
@@ -735,7 +739,7 @@ mod tests {
     }
 
     #[test]
-    fn a_previous_owner_not_up_keeps_the_whole_fence() {
+    fn a_previous_owner_marked_down_keeps_the_whole_fence() {
         let mut m = members(3);
         let mut l = live_at(&m, 0);
         // Node 0 takes over slots of node 1, which is Down in the new membership.
@@ -746,14 +750,21 @@ mod tests {
         assert!(!l.acked_with(2, 1000, 2, 2));
         assert!(!l.writable(&m, 0, 1299));
         assert!(!l.fenced(1300));
-        // Likewise for a node that leaves for good.
+    }
+
+    #[test]
+    fn a_removed_previous_owner_releases_the_fence_once_it_applied_its_removal() {
         let mut m = members(3);
         let mut l = live_at(&m, 0);
         apply_all(&mut l, &mut m, 0, &[(Change::Remove(1), 1000)]);
-        l.acked(2, 1250);
-        assert!(!l.acked_with(1, 1000, 2, 2));
-        assert!(!l.writable(&m, 0, 1299));
-        assert!(l.writable(&m, 0, 1300));
+        l.acked(2, 1010);
+        assert_eq!(l.awaited(1000).collect::<Vec<_>>(), vec![1]);
+        // Before its removal: nothing.
+        assert!(!l.acked_with(1, 1010, 2, 1));
+        assert!(!l.writable(&m, 0, 1020));
+        // Once it applied it, the fence ends.
+        assert!(l.acked_with(1, 1010, 2, 2));
+        assert!(l.writable(&m, 0, 1020));
     }
 
     #[test]

@@ -533,6 +533,13 @@ impl Driver {
                 }
             }
         }
+        // A removed node our fence waits for is no voter: ask it too.
+        let awaited: Vec<u16> = self.live.awaited(now).collect();
+        for v in awaited {
+            if self.membership.state(v) == Some(MemberState::Removed) {
+                self.heartbeat(v, now);
+            }
+        }
         self.publish_lease();
         if self.is_leader {
             self.reconcile();

@@ -116,6 +116,11 @@ fn install(srv: &Server, view: &View) {
         &cluster.config.myself,
     ));
     cluster.install(t.clone());
+    // A command routed by the old topology may still be running on a loop; once every
+    // loop passed between two commands, none is. Only then may the consensus tell the
+    // others that this node applied the membership (it does so after this returns), so a
+    // node taking slots over never writes alongside a late write of the previous owner.
+    srv.tx.barrier();
     if let Some(repl) = &srv.replication {
         let dropped = repl.reconfigure(&t);
         if !dropped.is_empty() {

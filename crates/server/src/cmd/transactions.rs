@@ -135,6 +135,15 @@ impl Exclusion {
         self.snapshots.read()
     }
 
+    /// Returns once every loop has finished the command it was running (each passes
+    /// between two commands). A new cluster topology is installed before this: every
+    /// command routed by the old one has then run. The caller must not hold a gate.
+    pub fn barrier(&self) {
+        for g in self.gates.iter() {
+            drop(g.0.write());
+        }
+    }
+
     /// Every loop stops between two commands, and no snapshot dumps a shard, until the
     /// guards are dropped. The caller must not hold its own loop's gate.
     fn close_all(&self) -> (Vec<RwLockWriteGuard<'_, ()>>, RwLockWriteGuard<'_, ()>) {
