@@ -5,7 +5,8 @@
 #   scripts/test_cluster.sh [--debug | --server PATH] [--base-port P] [--keep]
 #
 # It starts its own cluster with scripts/run_cluster.sh in a temporary directory (ports
-# P, P+1, P+2; default 26379), checks:
+# P, P+1, P+2 and bus ports 10000 higher; default 16379, so that no port is in the
+# range the kernel hands out to outgoing connections), checks:
 #   - every node reports the same CLUSTER SLOTS, covering all 16384 slots;
 #   - routing: keys written through each node are readable through every node (the
 #     default forwarding mode, with plain redis-cli), and pipelines keep their order;
@@ -21,7 +22,7 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-base=26379
+base=16379
 keep=0
 build_args=()
 while [ $# -gt 0 ]; do
