@@ -193,9 +193,15 @@ pub enum WriteError {
     Journal(#[from] JournalError),
 }
 
+// C layout, hot fields first: a lookup touches the lock word, the table, the slab and
+// the shard's last LSN, which then share the shard's first cache line or two.
+#[repr(C)]
 struct ShardData {
     /// Slab indices of the records, by key hash.
     table: HashTable<u32>,
+    /// LSN of the last write applied to this shard: a reader has seen data that is
+    /// durable once the log is durable up to here.
+    last_lsn: Lsn,
     records: Slab<Record>,
     /// Keys longer than `KEY_INLINE`, indexed from their records.
     long_keys: Slab<Box<[u8]>>,
@@ -204,9 +210,6 @@ struct ShardData {
     volatile: Vec<(u32, u64)>,
     /// Heap bytes of long keys and of values, beside the fixed structures (see `mem`).
     heap: usize,
-    /// LSN of the last write applied to this shard: a reader has seen data that is
-    /// durable once the log is durable up to here.
-    last_lsn: Lsn,
     /// Keys per cluster slot, shared by every shard; `None` outside cluster mode.
     slots: Option<Arc<SlotCounts>>,
     /// The store's key hasher: the table keeps no hashes, so growing it hashes the keys
@@ -311,16 +314,27 @@ impl ShardData {
     }
 
     fn find(&self, key: &[u8], h: KeyHash) -> Option<usize> {
-        let (records, long_keys) = (&self.records, &self.long_keys);
-        self.table
-            .find(h.table_hash(), |&idx| {
-                let r = &records[idx as usize];
-                match r.key_code() {
-                    KEY_LONG => &*long_keys[r.long_key_index()] == key,
-                    n => &r.key[..n as usize] == key,
-                }
-            })
-            .map(|&idx| idx as usize)
+        let records = &self.records;
+        if key.len() <= KEY_INLINE {
+            // Inline keys are stored zero-padded: one 16-byte comparison, no memcmp call.
+            let mut padded = [0u8; KEY_INLINE];
+            padded[..key.len()].copy_from_slice(key);
+            let code = key.len() as u32;
+            self.table
+                .find(h.table_hash(), |&idx| {
+                    let r = &records[idx as usize];
+                    r.key_code() == code && r.key == padded
+                })
+                .map(|&idx| idx as usize)
+        } else {
+            let long_keys = &self.long_keys;
+            self.table
+                .find(h.table_hash(), |&idx| {
+                    let r = &records[idx as usize];
+                    r.key_code() == KEY_LONG && &*long_keys[r.long_key_index()] == key
+                })
+                .map(|&idx| idx as usize)
+        }
     }
 
     fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
