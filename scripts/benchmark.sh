@@ -15,7 +15,8 @@
 #   memory    bytes per key after loading 1M keys (16-byte keys and values), by INFO's
 #             used_memory and by RSS, dse against redis-server
 #   clients   bench-clients: N connections at once, each running requests; latency, errors
-#             and server RSS per connection (idle and after traffic), fresh servers
+#             and server RSS per connection (idle and after traffic); fresh servers for
+#             every round
 #   engine    bench-read-compare (sharded Store against one Mutex<HashMap>) and
 #             bench-throughput (mixed GET/SET on the engine, 2 threads against 1)
 #   latency   dse-bench 90% GET / 10% SET, -c 50 -P 1: latency percentiles of each server
@@ -518,15 +519,52 @@ start_pair() {
     start_redis redis "$REDIS_PORT"
 }
 
+# aggregate_rows FILE: rows of several rounds (the same metrics each time) as one row per
+# metric: the medians of both columns and the range of the per-round ratios.
+aggregate_rows() {
+    awk -F'\t' -v OFS='\t' '
+        function med(list,   n, v, i, j, t) {
+            n = split(list, v, " ")
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+                if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
+            return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        {
+            k = $1 SUBSEP $2 SUBSEP $3
+            if (!(k in a)) { order[++n] = k; lo[k] = ""; hi[k] = "" }
+            a[k] = a[k] " " $4; b[k] = b[k] " " $5
+            if ($5 > 0) {
+                r = $4 / $5
+                if (lo[k] == "" || r < lo[k]) lo[k] = r
+                if (hi[k] == "" || r > hi[k]) hi[k] = r
+            }
+        }
+        END {
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, f, SUBSEP)
+                if (lo[k] == "") print f[1], f[2], f[3], med(a[k]), med(b[k])
+                else print f[1], f[2], f[3], med(a[k]), med(b[k]), lo[k], hi[k]
+            }
+        }' "$1"
+}
+
+# Every round on a fresh pair of servers, as in the network section: a server that
+# already served 10,000 connections keeps some of what they freed, which is not what an
+# idle connection costs.
 section_clients() {
-    start_pair
-    log "bench-clients $CLIENTS"
-    timeout "$CLIENT_TIMEOUT" "$BIN/bench-clients" "$CLIENTS" \
-        -s "dse=127.0.0.1:$DSE_PORT" --pid "${SERVER_PID[dse]}" \
-        -s "redis=127.0.0.1:$REDIS_PORT" --pid "${SERVER_PID[redis]}" \
-        --rounds "$ROUNDS" --hold "$CLIENT_HOLD" --report "$ROWS"
-    stop_server dse
-    stop_server redis
+    local r
+    : > "$SCRATCH/clients.tsv"
+    for r in $(seq "$ROUNDS"); do
+        start_pair
+        log "bench-clients $CLIENTS (round $r of $ROUNDS, fresh servers)"
+        timeout "$CLIENT_TIMEOUT" "$BIN/bench-clients" "$CLIENTS" \
+            -s "dse=127.0.0.1:$DSE_PORT" --pid "${SERVER_PID[dse]}" \
+            -s "redis=127.0.0.1:$REDIS_PORT" --pid "${SERVER_PID[redis]}" \
+            --rounds 1 --hold "$CLIENT_HOLD" --report "$SCRATCH/clients.tsv"
+        stop_server dse
+        stop_server redis
+    done
+    aggregate_rows "$SCRATCH/clients.tsv" >> "$ROWS"
 }
 
 section_latency() {
