@@ -350,9 +350,13 @@ fn bench(opts: &Opts) -> Result<(), String> {
             }
             let used: Vec<String> = cores.iter().map(|c| format!("{:.1}", median(c))).collect();
             println!("  {}", used.join("/"));
+            // The cores the threads got say whether the machine let them run at all.
             report.row(
                 "engine",
-                &format!("{workload} {threads} thr (sharded vs Mutex<HashMap>)"),
+                &format!(
+                    "{workload} {threads} thr (sharded vs Mutex<HashMap>; cores used {}/{})",
+                    used[0], used[1]
+                ),
                 "ops/s",
                 medians[0],
                 medians[1],

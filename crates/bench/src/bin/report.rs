@@ -189,6 +189,7 @@ fn chart(rows: &[&Row], path: &std::path::Path, title: &str) -> Result<(), Strin
         * 1.1;
     let labels: Vec<String> = rows
         .iter()
+        .rev()
         .map(|r| format!("{}: {}", r.section, r.metric))
         .collect();
     let mut chart = ChartBuilder::on(&root)
@@ -209,17 +210,33 @@ fn chart(rows: &[&Row], path: &std::path::Path, title: &str) -> Result<(), Strin
         })
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, r) in rows.iter().enumerate() {
+    const THROUGHPUT: RGBColor = RGBColor(52, 101, 164);
+    const CPU: RGBColor = RGBColor(245, 121, 0);
+    const OTHER: RGBColor = RGBColor(78, 154, 6);
+    for (name, color) in [
+        ("throughput (ops/s)", THROUGHPUT),
+        ("server CPU per operation", CPU),
+        ("memory, latency, connect time", OTHER),
+    ] {
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, SegmentValue<usize>)>>())
+            .map_err(|e| err(&e))?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    // The first row on top, as in the table.
+    for (row, r) in rows.iter().enumerate() {
+        let i = n - 1 - row;
         let (adv, range) = r.advantage();
         if !adv.is_finite() {
             continue;
         }
         let color = if r.higher_is_better() {
-            RGBColor(52, 101, 164)
+            THROUGHPUT
         } else if r.unit == "ns/op" {
-            RGBColor(245, 121, 0)
+            CPU
         } else {
-            RGBColor(78, 154, 6)
+            OTHER
         };
         let mut bar = Rectangle::new(
             [
@@ -260,6 +277,13 @@ fn chart(rows: &[&Row], path: &std::path::Path, title: &str) -> Result<(), Strin
             vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Exact(n))],
             RED.stroke_width(1),
         )))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())

@@ -319,7 +319,12 @@ fn bench(opts: &Opts) -> Result<(), String> {
                     used.push(res.cores);
                 }
                 let ops = median(&rates);
-                let one = *base.get_or_insert(if threads == 1 { ops } else { f64::NAN });
+                let cores = median(&used);
+                let (one, one_cores) = *base.get_or_insert(if threads == 1 {
+                    (ops, cores)
+                } else {
+                    (f64::NAN, 0.0)
+                });
                 println!(
                     "{:<8} {:<8} {:>7} {:>14} {:>9} {:>6.2}",
                     mix,
@@ -327,13 +332,15 @@ fn bench(opts: &Opts) -> Result<(), String> {
                     threads,
                     fmt_rate(ops),
                     fmt_ratio(ratio(ops, one)),
-                    median(&used)
+                    cores
                 );
                 if threads > 1 && one.is_finite() {
+                    // The cores the threads got say whether the machine let them run.
                     report.row(
                         "engine",
                         &format!(
-                            "bench-throughput {mix} GET/SET {}, {threads} threads vs 1",
+                            "bench-throughput {mix} GET/SET {}, {threads} threads vs 1 \
+                             (cores used {cores:.1}/{one_cores:.1})",
                             dist.name()
                         ),
                         "ops/s",
