@@ -629,7 +629,7 @@ fn bench(opts: &Opts) -> Result<(), String> {
             );
         }
         let mut report = Report::open(opts.report.as_deref())?;
-        let section = "network";
+        let section = "latency";
         report.row(
             section,
             &format!("dse-bench {label}"),
