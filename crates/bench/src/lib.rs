@@ -1,6 +1,6 @@
-//! Shared pieces of the load tools: the latency histogram, the random-number generator,
-//! medians, target parsing, RESP request encoding, process RSS and the report file the
-//! benchmark script builds its table from.
+//! Shared pieces of the load tools: latency histograms, the random-number generator,
+//! medians, target parsing, RESP request encoding, process RSS and CPU time, and the
+//! report rows the benchmark script builds its tables and chart from.
 //!
 //! The tools measure in rounds and report medians: the machines they run on are shared,
 //! and one slow round (another process compiling) must not move the result. When they
@@ -98,97 +98,11 @@ impl Rng {
     }
 }
 
-/// A latency histogram in nanoseconds with 64 linear sub-buckets per power of two: every
-/// recorded value is known to within 1/64 (1.6%), from 1 ns to u64::MAX, in 30 KB.
-#[derive(Clone)]
-pub struct Histogram {
-    counts: Box<[u64]>,
-    total: u64,
-}
-
-const SUB_BITS: u32 = 6;
-const SUB: u64 = 1 << SUB_BITS;
-const BUCKETS: usize = ((64 - SUB_BITS as usize) + 1) * SUB as usize;
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram::new()
-    }
-}
-
-impl Histogram {
-    pub fn new() -> Histogram {
-        Histogram {
-            counts: vec![0; BUCKETS].into_boxed_slice(),
-            total: 0,
-        }
-    }
-
-    fn index(v: u64) -> usize {
-        if v < SUB {
-            return v as usize;
-        }
-        let exp = 63 - v.leading_zeros();
-        let shift = exp - SUB_BITS;
-        let mantissa = v >> shift; // in SUB..2*SUB
-        ((shift as u64 + 1) * SUB + (mantissa - SUB)) as usize
-    }
-
-    /// The middle of bucket `i`'s range.
-    fn value_at(i: usize) -> u64 {
-        let i = i as u64;
-        if i < SUB {
-            return i;
-        }
-        let shift = i / SUB - 1;
-        let low = (SUB + i % SUB) << shift;
-        low + ((1u64 << shift) >> 1)
-    }
-
-    pub fn record(&mut self, nanos: u64) {
-        self.counts[Self::index(nanos)] += 1;
-        self.total += 1;
-    }
-
-    /// Records `n` samples of the same value (every reply of one pipelined batch that
-    /// arrived in the same read).
-    pub fn record_n(&mut self, nanos: u64, n: u64) {
-        self.counts[Self::index(nanos)] += n;
-        self.total += n;
-    }
-
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
-            *a += *b;
-        }
-        self.total += other.total;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
-    pub fn clear(&mut self) {
-        self.counts.fill(0);
-        self.total = 0;
-    }
-
-    /// The value at quantile `q` (0.5 for the median, 0.999 for p99.9), in nanoseconds;
-    /// 0 when empty.
-    pub fn quantile(&self, q: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::value_at(i);
-            }
-        }
-        Self::value_at(BUCKETS - 1)
-    }
+/// A latency histogram in nanoseconds, three significant digits (0.1%), from 1 ns to an
+/// hour; `saturating_record` puts anything longer at an hour.
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("valid bounds and precision")
 }
 
 /// A server to measure: a name for the tables and its address.
@@ -312,7 +226,8 @@ pub fn process_cpu_time(pid: u32) -> Result<Duration, String> {
 }
 
 /// Rows of the benchmark script's summary table: `section, metric, unit, value, baseline`
-/// separated by tabs, one line per row. The unit says which way is better (`ops/s`: higher,
+/// and optionally the smallest and largest per-round ratio, separated by tabs, one line
+/// per row (bench-report reads them back). The unit says which way is better (`ops/s`: higher,
 /// `ms`, `B/conn`: lower; units that start with "ops": higher).
 pub struct Report {
     file: Option<std::fs::File>,
@@ -341,6 +256,26 @@ impl Report {
             let _ = writeln!(f, "{section}\t{metric}\t{unit}\t{value:.3}\t{baseline:.3}");
         }
     }
+
+    /// A row with the smallest and largest ratio value/baseline seen over the rounds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn row_range(
+        &mut self,
+        section: &str,
+        metric: &str,
+        unit: &str,
+        value: f64,
+        baseline: f64,
+        min_ratio: f64,
+        max_ratio: f64,
+    ) {
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(
+                f,
+                "{section}\t{metric}\t{unit}\t{value:.3}\t{baseline:.3}\t{min_ratio:.4}\t{max_ratio:.4}"
+            );
+        }
+    }
 }
 
 /// Microseconds, for tables.
@@ -365,47 +300,15 @@ mod tests {
     }
 
     #[test]
-    fn histogram_quantiles_are_within_bucket_precision() {
-        let mut h = Histogram::new();
+    fn latency_histogram_takes_any_sample() {
+        let mut h = latency_histogram();
         for v in 1..=100_000u64 {
-            h.record(v * 1000);
+            h.saturating_record(v * 1000);
         }
-        for (q, exact) in [
-            (0.5, 50_000_000.0),
-            (0.99, 99_000_000.0),
-            (0.999, 99_900_000.0),
-        ] {
-            let got = h.quantile(q) as f64;
-            assert!(
-                (got - exact).abs() / exact < 1.0 / 64.0,
-                "q{q}: {got} vs {exact}"
-            );
-        }
-        assert_eq!(h.count(), 100_000);
-        let mut small = Histogram::new();
-        small.record(7);
-        assert_eq!(small.quantile(0.999), 7);
-        small.record(u64::MAX);
-        assert!(small.quantile(1.0) > u64::MAX / 2);
-    }
-
-    #[test]
-    fn histogram_index_is_monotonic_and_in_range() {
-        let mut values: Vec<u64> = (0..64)
-            .flat_map(|shift| {
-                let v = 1u64 << shift;
-                [v, v + 1, v + (v >> 1), v.wrapping_sub(1) | v]
-            })
-            .collect();
-        values.sort_unstable();
-        let mut last = 0;
-        for v in values {
-            let i = Histogram::index(v);
-            assert!(i >= last && i < BUCKETS, "{v} -> {i}");
-            assert!(Histogram::value_at(i).abs_diff(v) <= v / 64, "{v} -> {i}");
-            last = i;
-        }
-        assert_eq!(Histogram::index(u64::MAX), BUCKETS - 1);
+        h.saturating_record(u64::MAX / 4);
+        let p50 = h.value_at_quantile(0.5) as f64;
+        assert!((p50 - 50_000_000.0).abs() / 50_000_000.0 < 0.002, "{p50}");
+        assert!(h.max() >= 3_599_000_000_000, "{}", h.max());
     }
 
     #[test]

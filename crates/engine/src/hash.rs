@@ -90,9 +90,9 @@ mod tests {
 
     #[test]
     fn other_types_are_left_alone() {
-        let mut v = Value::Str(b"s".to_vec());
+        let mut v = Value::bytes(b"s".to_vec());
         assert_eq!(set(&mut v, &[(b"f", b"v")]), 0);
         assert_eq!(del(&mut v, &[b"f"]), 0);
-        assert_eq!(v, Value::Str(b"s".to_vec()));
+        assert_eq!(v, Value::bytes(b"s".to_vec()));
     }
 }

@@ -35,7 +35,7 @@ pub use store::{
     Entry, Expiry, KeyHash, MultiMut, ScanCursor, ShardMut, ShardRef, Store, StoreStats,
     WriteError, observed_lsn, observed_lsn_reset,
 };
-pub use value::{ScoredMember, Value, ZSet, parse_canonical_i64};
+pub use value::{STR_INLINE, ScoredMember, Str, Value, ZSet, parse_canonical_i64};
 pub use watch::WatchFlag;
 pub use zset::ZOrder;
 

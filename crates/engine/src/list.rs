@@ -310,7 +310,7 @@ mod tests {
             tail: 0,
         });
         assert_eq!(list(&st), None);
-        assert_eq!(st.stats().mem, 0);
+        assert_eq!(st.stats().dataset, 0);
         assert_eq!(st.stats().volatile, 0);
         // An empty push on a missing key creates nothing.
         commit(Effect::ListPush {
@@ -328,7 +328,7 @@ mod tests {
         });
         assert_eq!(
             st.read(h).get(b"l", h, 0).unwrap().value(),
-            &Value::Str(b"s".to_vec())
+            &Value::bytes(b"s".to_vec())
         );
     }
 

@@ -11,14 +11,10 @@ use slab::Slab;
 use crate::effect::{Effect, Journal, JournalError};
 use crate::listen::{Listeners, WriteListener};
 use crate::watch::{WatchFlag, Watchers};
-use crate::{Lsn, Value, hash, list};
+use crate::{Lsn, Str, Value, hash, list};
 
 /// Most shards a store can have; the shard index is taken from the hash's top 16 bits.
 pub const MAX_SHARDS: usize = 1 << 16;
-
-/// Bytes an entry costs beyond its key and value: the entry itself, its hash-table slot
-/// and the allocator's headers for the key and value buffers.
-const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 8 + 32;
 
 /// A key's hash, computed once and used for both the shard and the bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,83 +25,63 @@ impl KeyHash {
         (self.0 >> 48) as usize & mask
     }
 
-    /// The hash-table tag: the low 32 bits, independent of the shard bits.
-    fn tag(self) -> u32 {
-        self.0 as u32
-    }
-
     fn table_hash(self) -> u64 {
-        tag_hash(self.tag())
+        tag_hash(self.0 as u32)
     }
 }
 
 /// hashbrown takes the bucket from the low bits and its control byte from the top seven,
-/// so a 32-bit tag spread over both halves serves tables of up to 2^25 buckets per shard.
+/// while the shard takes the hash's top bits: a 32-bit tag spread over both halves gives
+/// the table bits independent of the shard, for tables of up to 2^25 buckets per shard.
 fn tag_hash(tag: u32) -> u64 {
     let t = tag as u64;
     t | (t << 32)
 }
 
-/// A hash-table slot: the entry's index in the shard's slab and its hash tag (kept so the
-/// table can grow without rehashing keys).
-#[derive(Clone, Copy)]
-struct Slot {
-    idx: u32,
-    tag: u32,
-}
+/// Keys up to this long are kept inside their record.
+const KEY_INLINE: usize = 16;
+/// `Record::meta`: the low bits code the key's length (0..=16: inline, this many bytes),
+/// the high bits the record's position in the shard's list of deadlines.
+const KEY_BITS: u32 = 5;
+const KEY_MASK: u32 = (1 << KEY_BITS) - 1;
+/// Key length code of a key kept in the shard's `long_keys` (its index in the record).
+const KEY_LONG: u32 = KEY_MASK;
+/// Position code of a record without a deadline.
+const NOT_VOLATILE: u32 = u32::MAX >> KEY_BITS;
 
-/// A key with its value and metadata.
-#[derive(Debug)]
-pub struct Entry {
-    key: Box<[u8]>,
+/// A key with its value, as a shard keeps it: 48 bytes, and for the common key of up to 16
+/// bytes holding a string of up to 22 (or an integer), no allocation at all. At 1M keys
+/// the slab of records plus the hash table's 4-byte slots come to about 61 bytes per key.
+///
+/// A record is not self-contained: a longer key lives in the shard's `long_keys` and a
+/// deadline in its `volatile` list, so records are read through [`Entry`], which pairs one
+/// with its shard.
+struct Record {
     value: Value,
-    /// Absolute deadline in milliseconds since the epoch; 0 when the key does not expire.
-    expire_at: u64,
-    /// Position in the shard's list of keys with deadlines; `NOT_VOLATILE` when none.
-    volatile_pos: u32,
+    /// The key (its first `len` bytes), or for a long key its index in `long_keys`.
+    key: [u8; KEY_INLINE],
     /// Last access, in seconds (the LRU clock behind OBJECT IDLETIME and eviction).
     /// Atomic so readers holding only the read lock can update it.
     access: AtomicU32,
+    /// Key length code and deadline position, see `KEY_BITS`.
+    meta: u32,
 }
 
-const NOT_VOLATILE: u32 = u32::MAX;
-
-impl Entry {
-    pub fn key(&self) -> &[u8] {
-        &self.key
+impl Record {
+    fn key_code(&self) -> u32 {
+        self.meta & KEY_MASK
     }
 
-    pub fn value(&self) -> &Value {
-        &self.value
+    fn volatile_pos(&self) -> u32 {
+        self.meta >> KEY_BITS
     }
 
-    /// The deadline in milliseconds since the epoch, if the key has one.
-    pub fn expire_at(&self) -> Option<u64> {
-        (self.expire_at != 0).then_some(self.expire_at)
+    fn set_volatile_pos(&mut self, pos: u32) {
+        self.meta = (pos << KEY_BITS) | self.key_code();
     }
 
-    /// Milliseconds left before expiry, `None` when the key does not expire.
-    pub fn ttl_ms(&self, now: u64) -> Option<u64> {
-        self.expire_at().map(|at| at.saturating_sub(now))
-    }
-
-    fn is_live(&self, now: u64) -> bool {
-        self.expire_at == 0 || self.expire_at > now
-    }
-
-    /// Seconds since the last access.
-    pub fn idle_secs(&self, now: u64) -> u64 {
-        let now_s = (now / 1000) as u32;
-        now_s.wrapping_sub(self.access.load(Ordering::Relaxed)) as u64
-    }
-
-    /// Makes the key look last accessed `idle_secs` seconds before `now` (RESTORE
-    /// IDLETIME). Access times are not logged, so neither is this.
-    pub fn set_idle_secs(&self, now: u64, idle_secs: u64) {
-        let now_s = (now / 1000) as u32;
-        let idle = u32::try_from(idle_secs).unwrap_or(u32::MAX);
-        self.access
-            .store(now_s.wrapping_sub(idle), Ordering::Relaxed);
+    fn long_key_index(&self) -> usize {
+        u32::from_le_bytes([self.key[0], self.key[1], self.key[2], self.key[3]]) as usize
     }
 
     fn touch(&self, now: u64) {
@@ -116,14 +92,84 @@ impl Entry {
             self.access.store(now_s, Ordering::Relaxed);
         }
     }
+}
 
-    fn mem(&self) -> usize {
-        self.key.len() + self.value.heap_size() + ENTRY_OVERHEAD
+/// What one record costs in the shard's fixed structures: the slab slot (the slab's
+/// `Vacant(usize)` variant fits beside a record, as this mirror of its enum checks) and
+/// the hash table's slot and control byte.
+const RECORD_COST: usize = std::mem::size_of::<SlabSlot>() + std::mem::size_of::<u32>() + 1;
+
+/// The layout of `slab::Slab`'s entries, to know what a slot of it costs.
+#[allow(dead_code)]
+enum SlabSlot {
+    Vacant(usize),
+    Occupied(Record),
+}
+
+/// The same for the slab of long keys.
+#[allow(dead_code)]
+enum LongKeySlot {
+    Vacant(usize),
+    Occupied(Box<[u8]>),
+}
+
+/// A live key as a shard holds it, for as long as the shard's guard is held.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    record: &'a Record,
+    shard: &'a ShardData,
+}
+
+impl<'a> Entry<'a> {
+    pub fn key(&self) -> &'a [u8] {
+        self.shard.key_of(self.record)
     }
 
-    /// Bytes the entry accounts for: key, value and per-entry overhead (MEMORY USAGE).
+    pub fn value(&self) -> &'a Value {
+        &self.record.value
+    }
+
+    /// The deadline in milliseconds since the epoch, if the key has one.
+    pub fn expire_at(&self) -> Option<u64> {
+        let at = self.shard.deadline_of(self.record);
+        (at != 0).then_some(at)
+    }
+
+    /// Milliseconds left before expiry, `None` when the key does not expire.
+    pub fn ttl_ms(&self, now: u64) -> Option<u64> {
+        self.expire_at().map(|at| at.saturating_sub(now))
+    }
+
+    /// Seconds since the last access.
+    pub fn idle_secs(&self, now: u64) -> u64 {
+        let now_s = (now / 1000) as u32;
+        now_s.wrapping_sub(self.record.access.load(Ordering::Relaxed)) as u64
+    }
+
+    /// Makes the key look last accessed `idle_secs` seconds before `now` (RESTORE
+    /// IDLETIME). Access times are not logged, so neither is this.
+    pub fn set_idle_secs(&self, now: u64, idle_secs: u64) {
+        let now_s = (now / 1000) as u32;
+        let idle = u32::try_from(idle_secs).unwrap_or(u32::MAX);
+        self.record
+            .access
+            .store(now_s.wrapping_sub(idle), Ordering::Relaxed);
+    }
+
+    /// Bytes the key accounts for: its record and table slot, and what its key and value
+    /// keep on the heap (MEMORY USAGE).
     pub fn memory_usage(&self) -> usize {
-        self.mem()
+        self.shard.cost_of(self.record)
+    }
+}
+
+impl std::fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &String::from_utf8_lossy(self.key()))
+            .field("value", self.value())
+            .field("expire_at", &self.expire_at())
+            .finish()
     }
 }
 
@@ -147,153 +193,258 @@ pub enum WriteError {
     Journal(#[from] JournalError),
 }
 
+// C layout, hot fields first: a lookup touches the lock word, the table, the slab and
+// the shard's last LSN, which then share the shard's first cache line or two.
+#[repr(C)]
 struct ShardData {
-    table: HashTable<Slot>,
-    entries: Slab<Entry>,
-    /// Slab indices of the entries that have a deadline, for sampling by active expiry.
-    volatile: Vec<u32>,
-    /// Bytes used by keys, values and entry overhead.
-    mem: usize,
+    /// Slab indices of the records, by key hash.
+    table: HashTable<u32>,
     /// LSN of the last write applied to this shard: a reader has seen data that is
     /// durable once the log is durable up to here.
     last_lsn: Lsn,
+    records: Slab<Record>,
+    /// Keys longer than `KEY_INLINE`, indexed from their records.
+    long_keys: Slab<Box<[u8]>>,
+    /// (slab index, deadline in ms) of the records that have a deadline, for their
+    /// deadline and for sampling by active expiry.
+    volatile: Vec<(u32, u64)>,
+    /// Heap bytes of long keys and of values, beside the fixed structures (see `mem`).
+    heap: usize,
     /// Keys per cluster slot, shared by every shard; `None` outside cluster mode.
     slots: Option<Arc<SlotCounts>>,
+    /// The store's key hasher: the table keeps no hashes, so growing it hashes the keys
+    /// again.
+    hasher: foldhash::fast::FixedState,
 }
 
 impl ShardData {
-    fn new(slots: Option<Arc<SlotCounts>>) -> Self {
+    fn new(slots: Option<Arc<SlotCounts>>, hasher: foldhash::fast::FixedState) -> Self {
         ShardData {
             table: HashTable::new(),
-            entries: Slab::new(),
+            records: Slab::new(),
+            long_keys: Slab::new(),
             volatile: Vec::new(),
-            mem: 0,
+            heap: 0,
             last_lsn: 0,
             slots,
+            hasher,
         }
+    }
+
+    /// Bytes the shard holds: its slab, table, long-key and deadline structures at their
+    /// allocated sizes, and what keys and values keep on the heap.
+    fn mem(&self) -> usize {
+        self.records.capacity() * std::mem::size_of::<SlabSlot>()
+            + self.table.allocation_size()
+            + self.long_keys.capacity() * std::mem::size_of::<LongKeySlot>()
+            + self.volatile.capacity() * std::mem::size_of::<(u32, u64)>()
+            + self.heap
+    }
+
+    /// The part of `mem` the keys account for (see [`StoreStats::dataset`]).
+    fn dataset(&self) -> usize {
+        self.records.len() * RECORD_COST
+            + self.long_keys.len() * std::mem::size_of::<LongKeySlot>()
+            + self.volatile.len() * std::mem::size_of::<(u32, u64)>()
+            + self.heap
     }
 
     /// Empties the shard, keeping its place in the slot counts.
     fn clear(&mut self) {
         if let Some(slots) = &self.slots {
-            for (_, e) in self.entries.iter() {
-                slots.sub(&e.key);
+            for (_, r) in self.records.iter() {
+                slots.sub(self.key_of(r));
             }
         }
-        *self = ShardData::new(self.slots.take());
+        *self = ShardData::new(self.slots.take(), self.hasher.clone());
+    }
+
+    fn key_of<'a>(&'a self, r: &'a Record) -> &'a [u8] {
+        let code = r.key_code();
+        if code == KEY_LONG {
+            &self.long_keys[r.long_key_index()]
+        } else {
+            &r.key[..code as usize]
+        }
+    }
+
+    /// The record's deadline, 0 when none.
+    fn deadline_of(&self, r: &Record) -> u64 {
+        match r.volatile_pos() {
+            NOT_VOLATILE => 0,
+            pos => self.volatile[pos as usize].1,
+        }
+    }
+
+    fn is_live(&self, r: &Record, now: u64) -> bool {
+        let at = self.deadline_of(r);
+        at == 0 || at > now
+    }
+
+    fn cost_of(&self, r: &Record) -> usize {
+        let key = match r.key_code() {
+            KEY_LONG => std::mem::size_of::<LongKeySlot>() + self.key_of(r).len(),
+            _ => 0,
+        };
+        let deadline = match r.volatile_pos() {
+            NOT_VOLATILE => 0,
+            _ => std::mem::size_of::<(u32, u64)>(),
+        };
+        RECORD_COST + key + deadline + r.value.heap_size()
+    }
+
+    fn entry<'a>(&'a self, idx: usize) -> Entry<'a> {
+        Entry {
+            record: &self.records[idx],
+            shard: self,
+        }
     }
 
     /// Removes every key whose slot is in the bitmap `slots`.
     fn drop_slots(&mut self, slots: &[u8], slot_of: fn(&[u8]) -> u16) {
-        let entries = &self.entries;
-        let mut doomed = Vec::new();
-        self.table.retain(|s| {
-            let gone = crate::slot_in(slots, slot_of(&entries[s.idx as usize].key));
-            if gone {
-                doomed.push(s.idx as usize);
-            }
-            !gone
-        });
+        let doomed: Vec<usize> = self
+            .records
+            .iter()
+            .filter(|(_, r)| crate::slot_in(slots, slot_of(self.key_of(r))))
+            .map(|(idx, _)| idx)
+            .collect();
         for idx in doomed {
-            self.set_deadline(idx, 0);
-            let e = self.entries.remove(idx);
-            self.mem -= e.mem();
-            if let Some(counts) = &self.slots {
-                counts.sub(&e.key);
-            }
+            self.remove_idx(idx);
         }
     }
 
     fn find(&self, key: &[u8], h: KeyHash) -> Option<usize> {
-        let tag = h.tag();
-        let entries = &self.entries;
-        self.table
-            .find(h.table_hash(), |s| {
-                s.tag == tag && &*entries[s.idx as usize].key == key
-            })
-            .map(|s| s.idx as usize)
+        let records = &self.records;
+        if key.len() <= KEY_INLINE {
+            // Inline keys are stored zero-padded: one 16-byte comparison, no memcmp call.
+            let mut padded = [0u8; KEY_INLINE];
+            padded[..key.len()].copy_from_slice(key);
+            let code = key.len() as u32;
+            self.table
+                .find(h.table_hash(), |&idx| {
+                    let r = &records[idx as usize];
+                    r.key_code() == code && r.key == padded
+                })
+                .map(|&idx| idx as usize)
+        } else {
+            let long_keys = &self.long_keys;
+            self.table
+                .find(h.table_hash(), |&idx| {
+                    let r = &records[idx as usize];
+                    r.key_code() == KEY_LONG && &*long_keys[r.long_key_index()] == key
+                })
+                .map(|&idx| idx as usize)
+        }
     }
 
-    fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
-        let e = &self.entries[self.find(key, h)?];
-        if !e.is_live(now) {
+    fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
+        let idx = self.find(key, h)?;
+        let r = &self.records[idx];
+        if !self.is_live(r, now) {
             return None;
         }
-        e.touch(now);
-        Some(e)
+        r.touch(now);
+        Some(self.entry(idx))
+    }
+
+    /// Replaces the value of record `idx`, keeping the heap count right.
+    fn set_value(&mut self, idx: usize, value: Value) {
+        let r = &mut self.records[idx];
+        self.heap = self.heap - r.value.heap_size() + value.heap_size();
+        r.value = value;
     }
 
     /// Inserts or replaces `key`, keeping its slab slot when it exists.
     fn insert(&mut self, key: &[u8], h: KeyHash, value: Value, expire_at: u64, now: u64) {
         match self.find(key, h) {
             Some(idx) => {
-                let e = &mut self.entries[idx];
-                self.mem -= e.mem();
-                e.value = value;
-                e.touch(now);
-                self.mem += e.mem();
+                self.set_value(idx, value);
+                self.records[idx].touch(now);
                 self.set_deadline(idx, expire_at);
             }
             None => {
-                let entry = Entry {
-                    key: key.into(),
+                let mut record = Record {
                     value,
-                    expire_at: 0,
-                    volatile_pos: NOT_VOLATILE,
+                    key: [0; KEY_INLINE],
                     access: AtomicU32::new((now / 1000) as u32),
+                    meta: NOT_VOLATILE << KEY_BITS,
                 };
-                self.mem += entry.mem();
+                if key.len() <= KEY_INLINE {
+                    record.key[..key.len()].copy_from_slice(key);
+                    record.meta |= key.len() as u32;
+                } else {
+                    let at = self.long_keys.insert(key.into());
+                    record.key[..4].copy_from_slice(&(at as u32).to_le_bytes());
+                    record.meta |= KEY_LONG;
+                    self.heap += key.len();
+                }
+                self.heap += record.value.heap_size();
                 if let Some(slots) = &self.slots {
                     slots.add(key);
                 }
-                let idx = self.entries.insert(entry);
+                let idx = self.records.insert(record);
                 assert!(idx < u32::MAX as usize, "shard holds 2^32 keys");
-                self.table.insert_unique(
-                    h.table_hash(),
-                    Slot {
-                        idx: idx as u32,
-                        tag: h.tag(),
-                    },
-                    |s| tag_hash(s.tag),
-                );
+                let (records, long_keys, hasher) = (&self.records, &self.long_keys, &self.hasher);
+                self.table.insert_unique(h.table_hash(), idx as u32, |&i| {
+                    use std::hash::BuildHasher;
+                    let r = &records[i as usize];
+                    let key = match r.key_code() {
+                        KEY_LONG => &long_keys[r.long_key_index()],
+                        n => &r.key[..n as usize],
+                    };
+                    KeyHash(hasher.hash_one(key)).table_hash()
+                });
                 self.set_deadline(idx, expire_at);
             }
         }
     }
 
-    fn remove_at(&mut self, idx: usize, h: KeyHash) -> Entry {
+    /// Removes record `idx` (whose key hashes to `h`) and returns its value.
+    fn remove_at(&mut self, idx: usize, h: KeyHash) -> Value {
         self.set_deadline(idx, 0);
         if let Ok(slot) = self
             .table
-            .find_entry(h.table_hash(), |s| s.idx as usize == idx)
+            .find_entry(h.table_hash(), |&i| i as usize == idx)
         {
             slot.remove();
         }
-        let e = self.entries.remove(idx);
-        self.mem -= e.mem();
+        let r = self.records.remove(idx);
         if let Some(slots) = &self.slots {
-            slots.sub(&e.key);
+            slots.sub(self.key_of(&r));
         }
-        e
+        if r.key_code() == KEY_LONG {
+            let key = self.long_keys.remove(r.long_key_index());
+            self.heap -= key.len();
+        }
+        self.heap -= r.value.heap_size();
+        r.value
+    }
+
+    /// Removes record `idx`, hashing its key to find its table slot.
+    fn remove_idx(&mut self, idx: usize) -> Value {
+        use std::hash::BuildHasher;
+        let h = KeyHash(self.hasher.hash_one(self.key_of(&self.records[idx])));
+        self.remove_at(idx, h)
     }
 
     fn set_deadline(&mut self, idx: usize, at: u64) {
-        let e = &mut self.entries[idx];
-        e.expire_at = at;
-        match (at != 0, e.volatile_pos != NOT_VOLATILE) {
+        let pos = self.records[idx].volatile_pos();
+        match (at != 0, pos != NOT_VOLATILE) {
             (true, false) => {
-                e.volatile_pos = self.volatile.len() as u32;
-                self.volatile.push(idx as u32);
+                let pos = self.volatile.len() as u32;
+                assert!(pos < NOT_VOLATILE, "shard holds 2^27 keys with deadlines");
+                self.volatile.push((idx as u32, at));
+                self.records[idx].set_volatile_pos(pos);
             }
+            (true, true) => self.volatile[pos as usize].1 = at,
             (false, true) => {
-                let pos = e.volatile_pos as usize;
-                e.volatile_pos = NOT_VOLATILE;
-                self.volatile.swap_remove(pos);
-                if let Some(&moved) = self.volatile.get(pos) {
-                    self.entries[moved as usize].volatile_pos = pos as u32;
+                self.records[idx].set_volatile_pos(NOT_VOLATILE);
+                self.volatile.swap_remove(pos as usize);
+                if let Some(&(moved, _)) = self.volatile.get(pos as usize) {
+                    self.records[moved as usize].set_volatile_pos(pos);
                 }
             }
-            _ => {}
+            (false, false) => {}
         }
     }
 
@@ -388,29 +539,36 @@ impl ShardData {
         };
         match self.find(key, h) {
             Some(idx) => {
-                let e = &mut self.entries[idx];
-                let before = e.mem();
-                if let Value::Int(n) = e.value {
-                    e.value = Value::Str(itoa::Buffer::new().format(n).as_bytes().to_vec());
+                let r = &mut self.records[idx];
+                let before = r.value.heap_size();
+                if let Value::Int(n) = r.value {
+                    r.value = Value::bytes(itoa::Buffer::new().format(n).as_bytes());
                 }
-                let Value::Str(s) = &mut e.value else {
+                let Value::Str(s) = &mut r.value else {
                     return;
                 };
-                splice_zero_padded(s, offset, end, bytes);
-                e.touch(now);
-                let after = e.mem();
-                self.mem = self.mem - before + after;
+                if end <= s.len() {
+                    // In place, whatever the form: a short string stays where it is.
+                    match s {
+                        Str::Heap(heap) => heap[offset..end].copy_from_slice(bytes),
+                        Str::Inline { buf, .. } => buf[offset..end].copy_from_slice(bytes),
+                    }
+                } else {
+                    splice_zero_padded(s.make_mut(), offset, end, bytes);
+                }
+                r.touch(now);
+                self.heap = self.heap - before + r.value.heap_size();
             }
             None => {
                 let mut s = Vec::new();
                 splice_zero_padded(&mut s, offset, end, bytes);
-                self.insert(key, h, Value::Str(s), 0, now);
+                self.insert(key, h, Value::bytes(s), 0, now);
             }
         }
     }
 
     /// Applies an element-level effect to the collection at `key`: `op` changes the value
-    /// in place and returns the change of its heap size, which `mem` takes as a delta
+    /// in place and returns the change of its heap size, which `heap` takes as a delta
     /// (re-measuring a large collection on every write would be O(n)). A missing key is
     /// created with `create`'s empty value and no deadline, or left missing when `create`
     /// is `None`. A collection left empty is deleted, as Redis deletes empty keys.
@@ -424,11 +582,11 @@ impl ShardData {
     ) {
         match self.find(key, h) {
             Some(idx) => {
-                let e = &mut self.entries[idx];
-                let delta = op(&mut e.value);
-                e.touch(now);
-                self.mem = self.mem.wrapping_add_signed(delta);
-                if is_empty_collection(&self.entries[idx].value) {
+                let r = &mut self.records[idx];
+                let delta = op(&mut r.value);
+                r.touch(now);
+                self.heap = self.heap.wrapping_add_signed(delta);
+                if is_empty_collection(&self.records[idx].value) {
                     self.remove_at(idx, h);
                 }
             }
@@ -550,7 +708,14 @@ pub fn observed_lsn_reset() -> Lsn {
 pub struct StoreStats {
     pub keys: usize,
     pub volatile: usize,
+    /// Bytes the store holds: every shard's slab, hash table and side structures at
+    /// their allocated sizes, and what keys and values keep on the heap (INFO's
+    /// used_memory).
     pub mem: usize,
+    /// The part of `mem` that the keys themselves account for (their records, table
+    /// slots, deadlines and heap bytes, as MEMORY USAGE counts them); the rest is room the
+    /// structures keep for growth.
+    pub dataset: usize,
     pub expired: u64,
 }
 
@@ -587,15 +752,16 @@ impl Store {
             shards.is_power_of_two() && shards <= MAX_SHARDS,
             "shard count must be a power of two up to {MAX_SHARDS}"
         );
+        let hasher = foldhash::fast::FixedState::with_seed(seed);
         Store {
             shards: (0..shards)
                 .map(|_| Shard {
-                    data: RwLock::new(ShardData::new(None)),
+                    data: RwLock::new(ShardData::new(None, hasher.clone())),
                 })
                 .collect(),
             mask: shards - 1,
             seed,
-            hasher: foldhash::fast::FixedState::with_seed(seed),
+            hasher,
             journal: OnceLock::new(),
             slot_counts: OnceLock::new(),
             expired: Default::default(),
@@ -663,14 +829,14 @@ impl Store {
     pub fn remove_where(&self, mut doomed: impl FnMut(&[u8]) -> bool) {
         for s in self.shards.iter() {
             let mut g = s.data.write();
-            let victims: Vec<(usize, KeyHash)> = g
-                .entries
+            let victims: Vec<usize> = g
+                .records
                 .iter()
-                .filter(|(_, e)| doomed(&e.key))
-                .map(|(i, e)| (i, self.hash(&e.key)))
+                .filter(|(_, r)| doomed(g.key_of(r)))
+                .map(|(i, _)| i)
                 .collect();
-            for (idx, h) in victims {
-                g.remove_at(idx, h);
+            for idx in victims {
+                g.remove_idx(idx);
             }
         }
     }
@@ -751,7 +917,10 @@ impl Store {
         let old = guards
             .iter_mut()
             .map(|g| {
-                let old = std::mem::replace(&mut **g, ShardData::new(slots.cloned()));
+                let old = std::mem::replace(
+                    &mut **g,
+                    ShardData::new(slots.cloned(), self.hasher.clone()),
+                );
                 g.last_lsn = lsn;
                 old
             })
@@ -827,8 +996,8 @@ impl Store {
         }
         for s in self.shards.iter() {
             let mut g = s.data.write();
-            for (_, e) in g.entries.iter() {
-                counts.add(&e.key);
+            for (_, r) in g.records.iter() {
+                counts.add(g.key_of(r));
             }
             g.slots = Some(counts.clone());
         }
@@ -852,9 +1021,10 @@ impl Store {
         };
         for s in self.shards.iter() {
             let g = s.data.read();
-            st.keys += g.entries.len();
+            st.keys += g.records.len();
             st.volatile += g.volatile.len();
-            st.mem += g.mem;
+            st.mem += g.mem();
+            st.dataset += g.dataset();
         }
         st
     }
@@ -868,7 +1038,7 @@ impl Store {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.data.read().entries.len())
+            .map(|s| s.data.read().records.len())
             .sum()
     }
 
@@ -887,7 +1057,7 @@ impl Store {
         cursor: ScanCursor,
         count: usize,
         now: u64,
-        mut visit: impl FnMut(&Entry),
+        mut visit: impl FnMut(Entry<'_>),
     ) -> ScanCursor {
         let count = count.max(1);
         // Empty slots cost a look each; bound them too, so a sparse shard cannot make
@@ -903,12 +1073,12 @@ impl Store {
         loop {
             {
                 let g = self.shards[shard].data.read();
-                let end = g.entries.capacity();
+                let end = g.records.capacity();
                 while slot < end && visited < count && examined < budget {
-                    if let Some(e) = g.entries.get(slot)
-                        && e.is_live(now)
+                    if let Some(r) = g.records.get(slot)
+                        && g.is_live(r, now)
                     {
-                        visit(e);
+                        visit(g.entry(slot));
                         visited += 1;
                     }
                     examined += 1;
@@ -952,24 +1122,24 @@ impl Store {
                 (start + attempt) % n
             };
             let g = self.shards[shard].data.read();
-            if g.entries.is_empty() {
+            if g.records.is_empty() {
                 continue;
             }
-            let cap = g.entries.capacity();
+            let cap = g.records.capacity();
             for _ in 0..64 {
-                if let Some(e) = g.entries.get(rng.below(cap))
-                    && e.is_live(now)
-                    && wanted(&e.key)
+                if let Some(r) = g.records.get(rng.below(cap))
+                    && g.is_live(r, now)
+                    && wanted(g.key_of(r))
                 {
-                    return Some(e.key.to_vec());
+                    return Some(g.key_of(r).to_vec());
                 }
             }
-            if let Some((_, e)) = g
-                .entries
+            if let Some((_, r)) = g
+                .records
                 .iter()
-                .find(|(_, e)| e.is_live(now) && wanted(&e.key))
+                .find(|(_, r)| g.is_live(r, now) && wanted(g.key_of(r)))
             {
-                return Some(e.key.to_vec());
+                return Some(g.key_of(r).to_vec());
             }
         }
         None
@@ -1006,11 +1176,12 @@ impl Store {
                     if g.volatile.is_empty() {
                         break;
                     }
-                    let idx = g.volatile[rng.below(g.volatile.len())] as usize;
-                    if g.entries[idx].is_live(now) {
+                    let (idx, at) = g.volatile[rng.below(g.volatile.len())];
+                    if at > now {
                         continue;
                     }
-                    let key = &g.entries[idx].key;
+                    let idx = idx as usize;
+                    let key = g.key_of(&g.records[idx]);
                     let h = self.hash(key);
                     let Ok(lsn) = self.journal().append(&[Effect::Del { key }]) else {
                         // The log refuses writes: the key stays, invisible, until it can
@@ -1068,32 +1239,34 @@ pub struct ShardRef<'a> {
 
 impl ShardRef<'_> {
     /// The live entry for `key`, marking it accessed.
-    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
         self.data.get(key, h, now)
     }
 
     /// The live entry for `key`, leaving its access time alone (EXISTS, TYPE, TTL,
     /// OBJECT: commands that look at a key without using it).
-    pub fn peek(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
-        let e = &self.data.entries[self.data.find(key, h)?];
-        e.is_live(now).then_some(e)
+    pub fn peek(&self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
+        let idx = self.data.find(key, h)?;
+        let data: &ShardData = &self.data;
+        data.is_live(&data.records[idx], now)
+            .then(|| data.entry(idx))
     }
 
     /// Every live entry of the shard.
-    pub fn iter(&self, now: u64) -> impl Iterator<Item = &Entry> {
-        self.data
-            .entries
+    pub fn iter(&self, now: u64) -> impl Iterator<Item = Entry<'_>> {
+        let data: &ShardData = &self.data;
+        data.records
             .iter()
-            .map(|(_, e)| e)
-            .filter(move |e| e.is_live(now))
+            .filter(move |(_, r)| data.is_live(r, now))
+            .map(move |(i, _)| data.entry(i))
     }
 
     pub fn len(&self) -> usize {
-        self.data.entries.len()
+        self.data.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.entries.is_empty()
+        self.data.records.is_empty()
     }
 
     /// LSN of the last write applied to this shard.
@@ -1123,14 +1296,14 @@ impl Drop for ShardMut<'_> {
 
 impl ShardMut<'_> {
     /// The live entry for `key`, without removing it if expired.
-    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
         self.data.get(key, h, now)
     }
 
     /// The live entry for `key`; an expired one is removed (and the removal logged).
-    pub fn lookup(&mut self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+    pub fn lookup(&mut self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
         let idx = self.data.find(key, h)?;
-        if !self.data.entries[idx].is_live(now) {
+        if !self.data.is_live(&self.data.records[idx], now) {
             if let Ok(lsn) = self.store.journal().append(&[Effect::Del { key }]) {
                 self.data.remove_at(idx, h);
                 self.store.expired.fetch_add(1, Ordering::Relaxed);
@@ -1138,9 +1311,8 @@ impl ShardMut<'_> {
             }
             return None;
         }
-        let e = &self.data.entries[idx];
-        e.touch(now);
-        Some(e)
+        self.data.records[idx].touch(now);
+        Some(self.data.entry(idx))
     }
 
     fn bump(&mut self, lsn: Lsn) {
@@ -1153,7 +1325,11 @@ impl ShardMut<'_> {
         match expiry {
             Expiry::None => 0,
             Expiry::At(at) => at,
-            Expiry::Keep => self.data.get(key, h, now).map_or(0, |e| e.expire_at),
+            Expiry::Keep => self
+                .data
+                .get(key, h, now)
+                .and_then(|e| e.expire_at())
+                .unwrap_or(0),
         }
     }
 
@@ -1215,7 +1391,7 @@ impl ShardMut<'_> {
         let Some(idx) = self.data.find(key, h) else {
             return Ok(false);
         };
-        let live = self.data.entries[idx].is_live(now);
+        let live = self.data.is_live(&self.data.records[idx], now);
         let lsn = self.store.journal().append(&[Effect::Del { key }])?;
         self.data.remove_at(idx, h);
         self.bump(lsn);
@@ -1256,9 +1432,9 @@ impl ShardMut<'_> {
             return Ok(suffix.len());
         }
         let e = self.data.get(key, h, now).expect("looked up above");
-        let expire_at = e.expire_at;
+        let expire_at = e.expire_at().unwrap_or(0);
         let journal = self.store.journal();
-        let lsn = match &e.value {
+        let lsn = match e.value() {
             Value::Str(s) => journal.append(&[Effect::SetStr {
                 key,
                 parts: &[s, suffix],
@@ -1273,24 +1449,29 @@ impl ShardMut<'_> {
         };
         let idx = self.data.find(key, h).expect("looked up above");
         let data = &mut *self.data;
-        let e = &mut data.entries[idx];
-        data.mem -= e.mem();
-        match &mut e.value {
-            Value::Str(s) => s.extend_from_slice(suffix),
+        let r = &mut data.records[idx];
+        let before = r.value.heap_size();
+        match &mut r.value {
+            // A string that still fits in place is rebuilt there; a longer one grows on
+            // the heap, with room for the next APPEND.
+            Value::Str(s) if s.len() + suffix.len() > crate::STR_INLINE => {
+                s.make_mut().extend_from_slice(suffix)
+            }
             v => {
-                let mut s = itoa::Buffer::new().format(v.as_int()).as_bytes().to_vec();
-                s.extend_from_slice(suffix);
-                *v = Value::Str(s);
+                let old = match &*v {
+                    Value::Str(s) => s.to_vec(),
+                    other => itoa::Buffer::new()
+                        .format(other.as_int())
+                        .as_bytes()
+                        .to_vec(),
+                };
+                // A string that became a canonical integer (APPEND "1" to "")
+                // re-encodes.
+                *v = Value::string_from_parts(&[&old, suffix]);
             }
         }
-        // A string that became a canonical integer (APPEND "1" to "") re-encodes.
-        if let Value::Str(s) = &e.value
-            && s.len() <= 20
-        {
-            e.value = Value::string(s);
-        }
-        let len = e.value.string_len().unwrap_or(0);
-        data.mem += e.mem();
+        let len = r.value.string_len().unwrap_or(0);
+        data.heap = data.heap - before + r.value.heap_size();
         self.bump(lsn);
         Ok(len)
     }
@@ -1308,7 +1489,7 @@ impl ShardMut<'_> {
     ) -> Result<usize, WriteError> {
         let current = match self.lookup(key, h, now) {
             None => 0,
-            Some(e) => e.value.string_len().ok_or(WriteError::WrongType)?,
+            Some(e) => e.value().string_len().ok_or(WriteError::WrongType)?,
         };
         if bytes.is_empty() {
             // SETRANGE of nothing changes nothing (and creates no key).
@@ -1391,7 +1572,7 @@ impl MultiMut<'_> {
     }
 
     /// The live entry for `key` (whose shard must be locked).
-    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+    pub fn get(&self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
         self.shard(h).get(key, h, now)
     }
 
@@ -1399,11 +1580,11 @@ impl MultiMut<'_> {
     /// (and the removal logged), as [`ShardMut::lookup`] does. Commands that apply
     /// element-level effects look keys up this way, so an effect never lands on an
     /// expired entry.
-    pub fn lookup(&mut self, key: &[u8], h: KeyHash, now: u64) -> Option<&Entry> {
+    pub fn lookup(&mut self, key: &[u8], h: KeyHash, now: u64) -> Option<Entry<'_>> {
         let store = self.store;
         let shard = self.shard_mut(h);
         let idx = shard.find(key, h)?;
-        if !shard.entries[idx].is_live(now) {
+        if !shard.is_live(&shard.records[idx], now) {
             if let Ok(lsn) = store.journal().append(&[Effect::Del { key }]) {
                 shard.remove_at(idx, h);
                 store.expired.fetch_add(1, Ordering::Relaxed);
@@ -1413,9 +1594,8 @@ impl MultiMut<'_> {
             }
             return None;
         }
-        let e = &shard.entries[idx];
-        e.touch(now);
-        Some(e)
+        shard.records[idx].touch(now);
+        Some(shard.entry(idx))
     }
 
     /// Journals `effects` as one atomic record, then applies them.
@@ -1446,12 +1626,12 @@ impl MultiMut<'_> {
         let e = self
             .get(src, hs, now)
             .expect("rename source checked by caller");
-        let expire_at = e.expire_at;
+        let expire_at = e.expire_at().unwrap_or(0);
         let lsn = self.store.journal().append(&[
             Effect::Del { key: src },
             Effect::SetValue {
                 key: dst,
-                value: &e.value,
+                value: e.value(),
                 expire_at,
             },
         ])?;
@@ -1465,7 +1645,7 @@ impl MultiMut<'_> {
             shard.last_lsn = lsn;
         }
         let shard = self.shard_mut(hd);
-        shard.insert(dst, hd, moved.value, expire_at, now);
+        shard.insert(dst, hd, moved, expire_at, now);
         if lsn != 0 {
             shard.last_lsn = lsn;
         }
@@ -1513,11 +1693,11 @@ impl MultiMut<'_> {
         let e = self
             .get(src, hs, now)
             .expect("copy source checked by caller");
-        let expire_at = e.expire_at;
+        let expire_at = e.expire_at().unwrap_or(0);
         let journal = self.store.journal();
         // Strings are logged as the string effects SET uses, so a log reader sees one
         // shape for every string write.
-        let lsn = match &e.value {
+        let lsn = match e.value() {
             Value::Int(n) => journal.append(&[Effect::SetInt {
                 key: dst,
                 value: *n,
@@ -1534,7 +1714,7 @@ impl MultiMut<'_> {
                 expire_at,
             }])?,
         };
-        let value = e.value.clone();
+        let value = e.value().clone();
         let shard = self.shard_mut(hd);
         shard.insert(dst, hd, value, expire_at, now);
         if lsn != 0 {
@@ -1588,6 +1768,54 @@ mod tests {
     }
 
     #[test]
+    fn records_and_their_slab_slots_take_48_bytes() {
+        // 48 bytes of slab and 5 of table per key are what keep 1M short keys under 64
+        // bytes each: a larger record would show in used_memory at once.
+        assert_eq!(std::mem::size_of::<Record>(), 48);
+        assert_eq!(std::mem::size_of::<SlabSlot>(), 48);
+        assert_eq!(RECORD_COST, 53);
+    }
+
+    #[test]
+    fn long_keys_and_deadlines_live_beside_the_records() {
+        let st = Store::new(1);
+        let long = b"a-key-longer-than-sixteen-bytes".as_slice();
+        for (key, at) in [
+            (long, 5000),
+            (b"short".as_slice(), 0),
+            (b"exactly16bytes!!", 7),
+        ] {
+            let h = st.hash(key);
+            st.write(h)
+                .put_str(key, h, b"v", Expiry::At(at), 0)
+                .unwrap();
+        }
+        let h = st.hash(long);
+        let shard = st.read(h);
+        let e = shard.get(long, h, 0).unwrap();
+        assert_eq!(e.key(), long);
+        assert_eq!(e.expire_at(), Some(5000));
+        drop(shard);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        st.scan(0, 100, 0, |e| keys.push(e.key().to_vec()));
+        keys.sort();
+        assert_eq!(keys.len(), 3);
+        assert!(keys.contains(&long.to_vec()));
+        let h16 = st.hash(b"exactly16bytes!!");
+        assert!(
+            st.read(h16).get(b"exactly16bytes!!", h16, 7).is_none(),
+            "expired"
+        );
+        for key in [long, b"short".as_slice(), b"exactly16bytes!!"] {
+            let h = st.hash(key);
+            st.write(h).remove(key, h, 0).unwrap();
+        }
+        assert_eq!(st.stats().dataset, 0);
+        assert_eq!(st.stats().volatile, 0);
+        assert!(st.stats().mem > 0, "the structures keep their room");
+    }
+
+    #[test]
     fn put_get_remove() {
         let st = Store::new(4);
         let h = st.hash(k("a"));
@@ -1596,7 +1824,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             st.read(h).get(k("a"), h, 0).unwrap().value(),
-            &Value::Str(b"hello".to_vec())
+            &Value::bytes(b"hello".to_vec())
         );
         st.write(h)
             .put_str(k("a"), h, b"12", Expiry::None, 0)
@@ -1608,7 +1836,7 @@ mod tests {
         assert!(st.write(h).remove(k("a"), h, 0).unwrap());
         assert!(!st.write(h).remove(k("a"), h, 0).unwrap());
         assert!(st.read(h).get(k("a"), h, 0).is_none());
-        assert_eq!(st.stats().mem, 0);
+        assert_eq!(st.stats().dataset, 0);
     }
 
     #[test]
@@ -1635,8 +1863,9 @@ mod tests {
             StoreStats {
                 keys: 0,
                 volatile: 0,
-                mem: 0,
-                expired: 100
+                dataset: 0,
+                expired: 100,
+                ..st.stats()
             }
         );
     }
@@ -1695,7 +1924,7 @@ mod tests {
         for (key, h) in [(&b"src"[..], hs), (b"dst", hd)] {
             let shard = st.read(h);
             let e = shard.get(key, h, 10).unwrap();
-            assert_eq!(e.value(), &Value::Str(b"hello".to_vec()));
+            assert_eq!(e.value(), &Value::bytes(b"hello".to_vec()));
             assert_eq!(e.expire_at(), Some(5000));
         }
         assert_eq!(st.stats().volatile, 2);
@@ -1801,12 +2030,12 @@ mod tests {
         assert_eq!(st.write(h).append(b"s", h, b"ab", 0).unwrap(), 4);
         assert_eq!(
             st.read(h).get(b"s", h, 0).unwrap().value(),
-            &Value::Str(b"12ab".to_vec())
+            &Value::bytes(b"12ab".to_vec())
         );
         assert_eq!(st.write(h).set_range(b"s", h, 6, b"Z", 0).unwrap(), 7);
         assert_eq!(
             st.read(h).get(b"s", h, 0).unwrap().value(),
-            &Value::Str(b"12ab\0\0Z".to_vec())
+            &Value::bytes(b"12ab\0\0Z".to_vec())
         );
     }
 
@@ -1830,7 +2059,7 @@ mod tests {
         write(2, b"x");
         assert_eq!(
             st.read(h).get(b"s", h, 0).unwrap().value(),
-            &Value::Str(b"\0\0x".to_vec())
+            &Value::bytes(b"\0\0x".to_vec())
         );
         // An integer-encoded string is written as its text; the deadline stays.
         st.write(h)
@@ -1840,12 +2069,12 @@ mod tests {
         write(5, b"");
         let shard = st.read(h);
         let e = shard.get(b"s", h, 0).unwrap();
-        assert_eq!(e.value(), &Value::Str(b"193\0\0".to_vec()));
+        assert_eq!(e.value(), &Value::bytes(b"193\0\0".to_vec()));
         assert_eq!(e.expire_at(), Some(9000));
         drop(shard);
         let mem = st.stats().mem;
         assert!(st.write(h).remove(b"s", h, 0).unwrap());
         assert!(mem > 0);
-        assert_eq!(st.stats().mem, 0);
+        assert_eq!(st.stats().dataset, 0);
     }
 }

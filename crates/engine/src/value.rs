@@ -6,18 +6,114 @@ use foldhash::fast::RandomState;
 
 pub type Bytes = Box<[u8]>;
 
-/// What a key holds. Collections are boxed so the enum stays at 32 bytes: most keys are
-/// strings, and every entry pays for the largest variant.
+/// What a key holds. Collections are boxed and short strings kept in place so the enum
+/// stays at 24 bytes: most keys are strings, and every entry pays for the largest variant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A string that is the canonical decimal form of an `i64` (Redis's `int` encoding):
     /// eight bytes instead of a heap buffer, and INCR without parsing.
     Int(i64),
-    Str(Vec<u8>),
+    Str(Str),
     List(Box<VecDeque<Vec<u8>>>),
     Hash(Box<hashbrown::HashMap<Bytes, Vec<u8>, RandomState>>),
     Set(Box<crate::set::SetMembers>),
     ZSet(Box<ZSet>),
+}
+
+/// Bytes a [`Str`] keeps in place, without an allocation.
+pub const STR_INLINE: usize = 22;
+
+/// A string value. Up to [`STR_INLINE`] bytes live inside the value itself (no
+/// allocation, and no pointer to chase on GET: most values are that short); longer ones
+/// live on the heap with room to grow, as APPEND, SETRANGE and SETBIT want. The two
+/// forms compare equal when their bytes do.
+#[derive(Clone)]
+pub enum Str {
+    Inline {
+        len: u8,
+        buf: [u8; STR_INLINE],
+    },
+    /// Boxed so that the heap form is one pointer and the enum stays at 24 bytes.
+    Heap(Box<Vec<u8>>),
+}
+
+impl Str {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Str::Inline { len, buf } => &buf[..*len as usize],
+            Str::Heap(v) => v,
+        }
+    }
+
+    /// The bytes as a growable vector, moving them to the heap first if they were kept
+    /// in place.
+    pub fn make_mut(&mut self) -> &mut Vec<u8> {
+        if let Str::Inline { .. } = self {
+            *self = Str::Heap(Box::new(self.as_slice().to_vec()));
+        }
+        match self {
+            Str::Heap(v) => v,
+            Str::Inline { .. } => unreachable!("moved to the heap above"),
+        }
+    }
+
+    /// Heap bytes owned (the vector's header and its capacity); 0 when kept in place.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Str::Inline { .. } => 0,
+            Str::Heap(v) => std::mem::size_of::<Vec<u8>>() + v.capacity(),
+        }
+    }
+}
+
+impl From<&[u8]> for Str {
+    fn from(bytes: &[u8]) -> Str {
+        if bytes.len() <= STR_INLINE {
+            let mut buf = [0; STR_INLINE];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Str::Inline {
+                len: bytes.len() as u8,
+                buf,
+            }
+        } else {
+            Str::Heap(Box::new(bytes.to_vec()))
+        }
+    }
+}
+
+impl From<Vec<u8>> for Str {
+    fn from(v: Vec<u8>) -> Str {
+        if v.len() <= STR_INLINE {
+            Str::from(v.as_slice())
+        } else {
+            Str::Heap(Box::new(v))
+        }
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Str {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Str {
+    fn eq(&self, other: &Str) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Str {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_slice()))
+    }
 }
 
 /// A sorted set: members ordered by (score, member), with a map for score lookups.
@@ -62,8 +158,13 @@ impl Value {
     pub fn string(bytes: &[u8]) -> Value {
         match parse_canonical_i64(bytes) {
             Some(n) => Value::Int(n),
-            None => Value::Str(bytes.to_vec()),
+            None => Value::Str(Str::from(bytes)),
         }
+    }
+
+    /// A byte string as it is, never integer-encoded.
+    pub fn bytes(bytes: impl Into<Str>) -> Value {
+        Value::Str(bytes.into())
     }
 
     /// A string value built from pieces, without joining them first when the result is
@@ -79,11 +180,20 @@ impl Value {
             }
             return Value::string(&buf[..len]);
         }
+        if len <= STR_INLINE {
+            let mut buf = [0u8; STR_INLINE];
+            let mut at = 0;
+            for p in parts {
+                buf[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            return Value::Str(Str::from(&buf[..len]));
+        }
         let mut v = Vec::with_capacity(len);
         for p in parts {
             v.extend_from_slice(p);
         }
-        Value::Str(v)
+        Value::Str(Str::Heap(Box::new(v)))
     }
 
     /// The name TYPE answers.
@@ -148,7 +258,7 @@ impl Value {
         const ELEM: usize = 32;
         match self {
             Value::Int(_) => 0,
-            Value::Str(s) => s.capacity(),
+            Value::Str(s) => s.heap_size(),
             Value::List(l) => l.iter().map(|e| e.capacity() + ELEM).sum(),
             Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.capacity() + ELEM).sum(),
             Value::Set(s) => s.iter().map(|m| crate::set::member_cost(m)).sum(),
@@ -226,6 +336,24 @@ mod tests {
 
     #[test]
     fn value_is_small() {
-        assert!(std::mem::size_of::<Value>() <= 32);
+        // Every entry of the store holds one: 24 bytes keeps the entry at 48.
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+    }
+
+    #[test]
+    fn strings_stay_in_place_until_they_grow() {
+        let short = Value::string(b"sixteen-byte-val");
+        assert!(matches!(&short, Value::Str(Str::Inline { .. })));
+        assert_eq!(short.heap_size(), 0);
+        let long = Value::string(&[b'x'; 23]);
+        assert!(matches!(&long, Value::Str(Str::Heap(_))));
+        assert_eq!(
+            Value::string_from_parts(&[b"ab", b"cd"]),
+            Value::bytes(&b"abcd"[..])
+        );
+        let mut s = Str::from(&b"abc"[..]);
+        s.make_mut().extend_from_slice(b"def");
+        assert_eq!(s, Str::from(&b"abcdef"[..]));
+        assert_eq!(&*s, b"abcdef");
     }
 }

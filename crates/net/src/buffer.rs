@@ -95,12 +95,15 @@ impl InBuf {
         }
     }
 
-    /// One read from `src`, sized toward `want` total bytes if that is known.
-    pub fn read_from(&mut self, src: &mut impl Read, want: usize) -> io::Result<usize> {
+    /// One read from `src`, sized toward `want` total bytes if that is known. Returns the
+    /// bytes read and whether they filled all the room offered (when they did not, a
+    /// stream socket had no more to give).
+    pub fn read_from(&mut self, src: &mut impl Read, want: usize) -> io::Result<(usize, bool)> {
         self.make_room(MIN_READ.max(room_toward(self.len(), want)), MIN_READ);
+        let room = self.buf.len() - self.end;
         let n = src.read(&mut self.buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, n == room))
     }
 }
 
@@ -183,7 +186,11 @@ mod tests {
         b.extend(b"abc", 500_000);
         assert!(b.capacity() >= 500_000);
         let mut src: &[u8] = &[7u8; 100];
-        assert_eq!(b.read_from(&mut src, 500_000).unwrap(), 100);
+        assert_eq!(
+            b.read_from(&mut src, 500_000).unwrap(),
+            (100, false),
+            "a short read"
+        );
         assert_eq!(b.len(), 103);
         b.consume(103);
         assert!(b.is_empty());

@@ -690,7 +690,7 @@ impl<'a> Reader<'a> {
 
     pub fn value(&mut self) -> Result<Value, DecodeError> {
         Ok(match self.u8()? {
-            VALUE_STR => Value::Str(self.bytes()?.to_vec()),
+            VALUE_STR => Value::bytes(self.bytes()?),
             VALUE_INT => Value::Int(self.u64()? as i64),
             VALUE_LIST => {
                 let n = self.count(1)?;
@@ -933,7 +933,7 @@ mod tests {
             vec![
                 LoggedEffect::Set {
                     key: b"k".to_vec(),
-                    value: Value::Str(b"hello".to_vec()),
+                    value: Value::bytes(b"hello".to_vec()),
                     expire_at: 5
                 },
                 LoggedEffect::Set {

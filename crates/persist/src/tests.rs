@@ -83,7 +83,7 @@ fn log_round_trip() {
         p.wal().unwrap().flush_and_sync();
     }
     let (_p, store) = open(opts(&dir, FsyncPolicy::Always), Arc::new(StdFs));
-    assert_eq!(get(&store, "k7"), Some(Value::Str(b"v7".to_vec())));
+    assert_eq!(get(&store, "k7"), Some(Value::bytes(b"v7".to_vec())));
     assert_eq!(get(&store, "k5"), None);
     assert_eq!(store.len(), 99);
 }

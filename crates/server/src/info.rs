@@ -169,9 +169,11 @@ fn clients(srv: &Server, out: &mut String) {
 }
 
 fn memory(srv: &Server, out: &mut String) {
-    // used_memory is the store's own accounting of keys, values and per-key overhead,
-    // not the allocator's total.
-    let used = srv.store.stats().mem as u64;
+    // used_memory is the store's own accounting: its structures at their allocated sizes
+    // and what keys and values keep on the heap, not the allocator's total (connection
+    // buffers are not in it).
+    let stats = srv.store.stats();
+    let used = stats.mem as u64;
     let peak = srv
         .runtime
         .peak_memory
@@ -193,7 +195,7 @@ fn memory(srv: &Server, out: &mut String) {
         used as f64 * 100.0 / peak as f64
     };
     field(out, "used_memory_peak_perc", format_args!("{perc:.2}%"));
-    field(out, "used_memory_dataset", used);
+    field(out, "used_memory_dataset", stats.dataset);
     field(out, "total_system_memory", total);
     field(out, "total_system_memory_human", bytes_to_human(total));
     field(out, "maxmemory", maxmemory);

@@ -128,6 +128,18 @@ impl LoopStats {
     }
 }
 
+/// A loop's list of connections to finish at the end of its turn (see [`Server::turn`]),
+/// aligned so that no two loops' lists share a cache line.
+#[repr(align(128))]
+pub struct TurnList(pub Mutex<Vec<ConnRef>>);
+
+impl std::ops::Deref for TurnList {
+    type Target = Mutex<Vec<ConnRef>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 pub struct Stats {
     pub loops: Box<[LoopStats]>,
     /// Error replies by their first word (INFO errorstats). Errors are rare; a lock is fine.
@@ -183,8 +195,9 @@ pub struct Server {
     /// Per loop: connections waiting for the log (see `service.rs`).
     pub log_waiters: Box<[LogWaiters]>,
     /// Per loop: connections whose replies wait for the end of the loop's turn, when the
-    /// loop writes the log once for all of them. Touched only by the loop's own thread.
-    pub turn: Box<[Mutex<Vec<ConnRef>>]>,
+    /// loop writes the log once for all of them. Touched only by the loop's own thread,
+    /// every turn: each on lines of its own.
+    pub turn: Box<[TurnList]>,
     pub table: CommandTable,
     /// Cluster mode's state (`--node`); `None` for a standalone server, which then pays
     /// nothing for routing.
@@ -269,7 +282,7 @@ impl Server {
             store,
             persist,
             turn: (0..config.threads)
-                .map(|_| Mutex::new(Vec::new()))
+                .map(|_| TurnList(Mutex::new(Vec::new())))
                 .collect(),
             log_waiters: (0..config.threads)
                 .map(|_| LogWaiters {

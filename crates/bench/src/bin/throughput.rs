@@ -1,416 +1,215 @@
-//! bench-throughput: a RESP load generator with its own client.
+//! bench-throughput: mixed GET/SET on the engine (`dse_engine::Store`), in process, with
+//! 1..N threads.
 //!
-//! C connections, spread over a few client threads, each running a mio event loop. Every
-//! connection sends a batch of P requests (GET or SET on random keys, in the given
-//! proportion), waits for all P replies, and sends the next batch, as redis-benchmark
-//! does with `-P`. A request's latency is the time from the write of its batch to the
-//! read that completed its reply. Replies are framed with `ReplyParser::frame_len`.
+//! The store is loaded with every key of the key space (16-byte keys, `key:000000000042`)
+//! before anything is timed, so GETs hit and SETs overwrite. A GET copies the value into a
+//! reply buffer, as the server does; a SET replaces it through the same write path the
+//! server uses (no journal: this measures the engine, not the log).
 //!
-//! Given several servers (`-s dse=127.0.0.1:7106 -s redis=127.0.0.1:7206`), the rounds
-//! alternate between them and the ratio first/second is printed.
+//! Keys are chosen uniformly or by a Zipf law (YCSB's 0.99 by default) whose ranks are
+//! scattered over the key space, so the hot keys fall in random shards as real hot keys
+//! do. Each thread draws its key sequence before the clock starts: sampling a Zipf law
+//! costs more than the lookup it would feed.
+//!
+//! For every mix, distribution and thread count: the median ops/s over the rounds, and
+//! the scaling factor against one thread measured in the same run.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dse_bench::{
-    Histogram, Report, Rng, Target, encode_request, fmt_rate, fmt_ratio, median, parse_target,
-    process_cpu_time, ratio, us, write_key,
-};
-use dse_proto::ReplyParser;
-use mio::{Events, Interest, Poll, Token};
+use dse_bench::{Report, Rng, fmt_rate, fmt_ratio, median, parse_list, ratio, thread_cpu_time};
+use dse_engine::{Expiry, Store};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand_distr::{Distribution, Zipf};
+
+// The server's allocator, so SETs cost here what they cost there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "bench-throughput",
-    about = "RESP load generator: C connections, pipeline depth P, a GET/SET mix over a key \
-             space. Prints ops/s and latency percentiles (medians over rounds) per server, \
-             and the ratio first/second when given two servers."
+    about = "Mixed GET/SET on the engine in process (90/10 and 50/50), uniform and Zipf key \
+             choice, 1..N threads. Prints the median ops/s per thread count and the scaling \
+             factor against one thread."
 )]
 struct Opts {
-    /// Server to load, as NAME=HOST:PORT or HOST:PORT; repeat to compare (the ratio is
-    /// first/second)
-    #[arg(short = 's', long = "server", required = true)]
-    servers: Vec<String>,
+    /// Keys loaded before measuring; operations choose among them
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
 
-    /// PID of a server, to report the CPU it used and ops per CPU-second (a measure that
-    /// holds up better than ops/s on a busy machine); the i-th --pid is the i-th --server's
-    #[arg(long)]
-    pid: Vec<u32>,
-
-    /// Connections
-    #[arg(short = 'c', long, default_value_t = 50)]
-    connections: usize,
-
-    /// Requests in flight per connection (pipeline depth)
-    #[arg(short = 'P', long, default_value_t = 1)]
-    pipeline: usize,
-
-    /// Percentage of GETs; the rest are SETs
-    #[arg(long, default_value_t = 90)]
-    reads: u32,
-
-    /// Keys to choose from, uniformly
-    #[arg(short = 'r', long, default_value_t = 100_000)]
-    keyspace: u64,
-
-    /// Value size in bytes for SET and the preload
-    #[arg(short = 'd', long, default_value_t = 32)]
+    /// Value size in bytes
+    #[arg(long, default_value_t = 16)]
     value_size: usize,
 
-    /// Client threads, each an event loop over its share of the connections
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Shards of the store (a power of two), as the server's --shards
+    #[arg(long, default_value_t = 512)]
+    shards: usize,
 
-    /// Timed rounds per server; medians are reported
-    #[arg(long, default_value_t = 3)]
+    /// Thread counts, comma-separated [default: 1 up to the number of cores]
+    #[arg(long)]
+    threads: Option<String>,
+
+    /// Mixes as GET percentages, comma-separated (90: 90% GET, 10% SET)
+    #[arg(long, default_value = "90,50")]
+    reads: String,
+
+    /// Key choice: uniform, zipf, or both, comma-separated
+    #[arg(long, default_value = "uniform,zipf")]
+    dist: String,
+
+    /// Exponent of the Zipf law
+    #[arg(long, default_value_t = 0.99)]
+    zipf_s: f64,
+
+    /// Timed rounds per configuration; the median is reported
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
 
     /// Seconds per timed round
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 0.5)]
     duration: f64,
 
-    /// Seconds of untimed load before each timed round
-    #[arg(long, default_value_t = 0.5)]
+    /// Seconds of untimed warm-up per configuration
+    #[arg(long, default_value_t = 0.2)]
     warmup: f64,
-
-    /// Do not SET every key before measuring (GETs then mostly miss)
-    #[arg(long)]
-    no_preload: bool,
-
-    /// Name of this configuration in the report rows
-    #[arg(long)]
-    label: Option<String>,
 
     /// Print every round, not only the medians
     #[arg(long, short)]
     verbose: bool,
 
-    /// Append summary rows (first server against second) to this file, for
-    /// scripts/benchmark.sh
+    /// Append summary rows (N threads against 1) to this file, for scripts/benchmark.sh
     #[arg(long)]
     report: Option<PathBuf>,
 }
 
-/// The request mix, shared by every connection.
-struct Load {
-    pipeline: usize,
-    reads: u32,
-    keyspace: u64,
-    value: Vec<u8>,
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dist {
+    Uniform,
+    Zipf,
 }
 
-const WARMUP: u8 = 0;
-const MEASURE: u8 = 1;
-const STOP: u8 = 2;
-
-struct Conn {
-    sock: mio::net::TcpStream,
-    out: Vec<u8>,
-    written: usize,
-    input: Vec<u8>,
-    filled: usize,
-    awaiting: usize,
-    sent_at: Instant,
-}
-
-/// What one client thread counted while the phase was MEASURE.
-#[derive(Default)]
-struct Tally {
-    replies: u64,
-    errors: u64,
-    first_error: Option<String>,
-    latency: Histogram,
-}
-
-impl Conn {
-    fn new(stream: TcpStream) -> io::Result<Conn> {
-        stream.set_nodelay(true)?;
-        stream.set_nonblocking(true)?;
-        Ok(Conn {
-            sock: mio::net::TcpStream::from_std(stream),
-            out: Vec::with_capacity(4096),
-            written: 0,
-            input: vec![0; 16 * 1024],
-            filled: 0,
-            awaiting: 0,
-            sent_at: Instant::now(),
-        })
-    }
-
-    fn queue_batch(&mut self, load: &Load, rng: &mut Rng, key: &mut Vec<u8>) {
-        self.out.clear();
-        self.written = 0;
-        for _ in 0..load.pipeline {
-            write_key(key, rng.below(load.keyspace));
-            if rng.percent(load.reads) {
-                encode_request(&mut self.out, &[b"GET", key]);
-            } else {
-                encode_request(&mut self.out, &[b"SET", key, &load.value]);
-            }
-        }
-        self.awaiting = load.pipeline;
-        self.sent_at = Instant::now();
-    }
-
-    /// Writes what is left of the batch; stops at WouldBlock (a writable event follows).
-    fn flush(&mut self) -> io::Result<()> {
-        while self.written < self.out.len() {
-            match self.sock.write(&self.out[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads until WouldBlock (the sockets are edge-triggered), counting replies and
-    /// sending the next batch as soon as the current one is answered.
-    fn on_readable(
-        &mut self,
-        load: &Load,
-        rng: &mut Rng,
-        key: &mut Vec<u8>,
-        tally: Option<&mut Tally>,
-    ) -> io::Result<()> {
-        let mut tally = tally;
-        loop {
-            if self.filled == self.input.len() {
-                let len = self.input.len();
-                self.input.resize(len * 2, 0);
-            }
-            let n = match self.sock.read(&mut self.input[self.filled..]) {
-                Ok(0) => return Err(io::Error::other("server closed the connection")),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.filled += n;
-            let mut pos = 0;
-            let mut done = 0u64;
-            while let Some(len) = ReplyParser::frame_len(&self.input[pos..self.filled])
-                .map_err(|e| io::Error::other(format!("unreadable reply: {e}")))?
-            {
-                if self.awaiting == 0 {
-                    return Err(io::Error::other("a reply to no request"));
-                }
-                if self.input[pos] == b'-'
-                    && let Some(t) = tally.as_deref_mut()
-                {
-                    t.errors += 1;
-                    if t.first_error.is_none() {
-                        let text = &self.input[pos..pos + len];
-                        t.first_error = Some(String::from_utf8_lossy(text).trim().to_string());
-                    }
-                }
-                pos += len;
-                done += 1;
-                self.awaiting -= 1;
-            }
-            self.input.copy_within(pos..self.filled, 0);
-            self.filled -= pos;
-            if done > 0
-                && let Some(t) = tally.as_deref_mut()
-            {
-                let nanos = self.sent_at.elapsed().as_nanos() as u64;
-                t.latency.record_n(nanos, done);
-                t.replies += done;
-            }
-            if self.awaiting == 0 {
-                self.queue_batch(load, rng, key);
-                self.flush()?;
-            }
+impl Dist {
+    fn name(self) -> &'static str {
+        match self {
+            Dist::Uniform => "uniform",
+            Dist::Zipf => "zipf",
         }
     }
 }
 
-/// One client thread: drives `streams` until the phase is STOP.
-fn client_thread(
-    streams: Vec<TcpStream>,
-    load: &Load,
-    phase: &AtomicU8,
-    seed: u64,
-) -> io::Result<Tally> {
-    let mut poll = Poll::new()?;
-    let mut conns = Vec::with_capacity(streams.len());
-    let mut rng = Rng::new(seed);
-    let mut key = Vec::with_capacity(32);
-    for (i, s) in streams.into_iter().enumerate() {
-        let mut c = Conn::new(s)?;
-        poll.registry().register(
-            &mut c.sock,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        c.queue_batch(load, &mut rng, &mut key);
-        c.flush()?;
-        conns.push(c);
-    }
-    let mut events = Events::with_capacity(1024);
-    let mut tally = Tally::default();
-    let mut measuring = false;
-    loop {
-        match phase.load(Ordering::Relaxed) {
-            STOP => return Ok(tally),
-            MEASURE if !measuring => {
-                measuring = true;
-                tally = Tally::default();
-            }
-            _ => {}
+/// Key indices drawn per thread; a power of two so the walk through them wraps with a
+/// mask. At 4 bytes each, 1M draws are 4 MiB per thread.
+const DRAWS: usize = 1 << 20;
+
+/// Operations between two looks at the stop flag.
+const BATCH: usize = 64;
+
+/// The key sequence a thread follows: `DRAWS` indices into the key space.
+fn draws(dist: Dist, keys: u64, zipf_s: f64, scatter: &[u32], seed: u64) -> Vec<u32> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    match dist {
+        Dist::Uniform => {
+            let mut r = Rng::new(seed);
+            (0..DRAWS).map(|_| r.below(keys) as u32).collect()
         }
-        match poll.poll(&mut events, Some(Duration::from_millis(10))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        for ev in events.iter() {
-            let c = &mut conns[ev.token().0];
-            if ev.is_writable() {
-                c.flush()?;
-            }
-            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                let t = measuring.then_some(&mut tally);
-                c.on_readable(load, &mut rng, &mut key, t)?;
-            }
+        Dist::Zipf => {
+            let zipf = Zipf::new(keys as f64, zipf_s).expect("a valid Zipf law");
+            (0..DRAWS)
+                .map(|_| {
+                    // Ranks from 1; rank 1 is the hottest key.
+                    let rank = zipf.sample(&mut rng) as usize;
+                    scatter[rank.clamp(1, scatter.len()) - 1]
+                })
+                .collect()
         }
     }
 }
 
-/// What one timed round measured against one server.
-struct RoundResult {
+struct Run {
     ops_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-    p999_us: f64,
-    errors: u64,
-    first_error: Option<String>,
-    /// Cores the server used during the timed part, when its PID is known.
-    server_cores: Option<f64>,
+    /// CPU the threads got, in cores: below the thread count when the machine is busy.
+    cores: f64,
 }
 
-fn connect(target: &Target) -> io::Result<TcpStream> {
-    TcpStream::connect_timeout(&target.addr, Duration::from_secs(5)).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot connect to {} ({}): {e}", target.name, target.addr),
-        )
-    })
-}
-
-fn round(
-    target: &Target,
-    pid: Option<u32>,
-    opts: &Opts,
-    load: &Load,
+#[allow(clippy::too_many_arguments)]
+fn run(
+    store: &Store,
+    keys: &[[u8; 16]],
+    value: &[u8],
+    sequences: &[Vec<u32>],
+    threads: usize,
+    read_percent: u32,
+    duration: Duration,
     seed: u64,
-) -> io::Result<RoundResult> {
-    let cpu = |pid: u32| process_cpu_time(pid).map_err(io::Error::other);
-    let threads = opts.threads.clamp(1, opts.connections);
-    let mut shares: Vec<Vec<TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
-    for i in 0..opts.connections {
-        shares[i % threads].push(connect(target)?);
-    }
-    let phase = AtomicU8::new(WARMUP);
-    let (tallies, elapsed, server_cpu) = std::thread::scope(|s| {
-        let workers: Vec<_> = shares
-            .into_iter()
-            .enumerate()
-            .map(|(t, streams)| {
-                let phase = &phase;
-                s.spawn(move || client_thread(streams, load, phase, seed + t as u64))
+) -> Run {
+    let stop = AtomicBool::new(false);
+    let start_line = Barrier::new(threads + 1);
+    // The engine reads no clock; nothing expires here, so one instant serves.
+    let now = 1_700_000_000_000u64;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (stop, start_line) = (&stop, &start_line);
+                let seq = &sequences[t];
+                s.spawn(move || {
+                    let mut rng = Rng::new(seed.wrapping_add(t as u64 * 7919));
+                    let mut at = rng.below(DRAWS as u64) as usize;
+                    let mut out = Vec::with_capacity(8192);
+                    let mut ops = 0u64;
+                    start_line.wait();
+                    let cpu_start = thread_cpu_time();
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..BATCH {
+                            let key = &keys[seq[at] as usize];
+                            at = (at + 1) & (DRAWS - 1);
+                            let h = store.hash(key);
+                            if rng.percent(read_percent) {
+                                let shard = store.read(h);
+                                if let Some(e) = shard.get(key, h, now) {
+                                    e.value().with_str(|v| out.extend_from_slice(v));
+                                }
+                                drop(shard);
+                                if out.len() > 4096 {
+                                    black_box(&out);
+                                    out.clear();
+                                }
+                            } else {
+                                store
+                                    .write(h)
+                                    .put_str(key, h, value, Expiry::None, now)
+                                    .expect("a store without a journal takes every write");
+                            }
+                        }
+                        ops += BATCH as u64;
+                    }
+                    black_box(&out);
+                    (ops, thread_cpu_time() - cpu_start)
+                })
             })
             .collect();
-        std::thread::sleep(Duration::from_secs_f64(opts.warmup));
-        phase.store(MEASURE, Ordering::Relaxed);
+        start_line.wait();
         let started = Instant::now();
-        let cpu_start = pid.map(cpu).transpose();
-        std::thread::sleep(Duration::from_secs_f64(opts.duration));
-        let cpu_end = pid.map(cpu).transpose();
-        phase.store(STOP, Ordering::Relaxed);
-        let elapsed = started.elapsed();
-        let server_cpu = match (cpu_start, cpu_end) {
-            (Ok(Some(a)), Ok(Some(b))) => Ok(Some(b.saturating_sub(a))),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            _ => Ok(None),
-        };
-        let tallies: Vec<io::Result<Tally>> = workers
-            .into_iter()
-            .map(|w| w.join().expect("client thread panicked"))
-            .collect();
-        (tallies, elapsed, server_cpu)
-    });
-    let server_cpu = server_cpu?;
-    let mut all = Tally::default();
-    for t in tallies {
-        let t = t.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", target.name)))?;
-        all.replies += t.replies;
-        all.errors += t.errors;
-        all.first_error = all.first_error.or(t.first_error);
-        all.latency.merge(&t.latency);
-    }
-    Ok(RoundResult {
-        ops_per_sec: all.replies as f64 / elapsed.as_secs_f64(),
-        p50_us: us(all.latency.quantile(0.5)),
-        p99_us: us(all.latency.quantile(0.99)),
-        p999_us: us(all.latency.quantile(0.999)),
-        errors: all.errors,
-        first_error: all.first_error,
-        server_cores: server_cpu.map(|c| c.as_secs_f64() / elapsed.as_secs_f64()),
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        let (mut ops, mut cpu) = (0u64, Duration::ZERO);
+        for w in workers {
+            let (o, c) = w.join().expect("benchmark thread panicked");
+            ops += o;
+            cpu += c;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        Run {
+            ops_per_sec: ops as f64 / elapsed,
+            cores: cpu.as_secs_f64() / elapsed,
+        }
     })
-}
-
-/// SETs every key of the key space, pipelined, so that GETs hit.
-fn preload(target: &Target, load: &Load) -> io::Result<()> {
-    const CHUNK: u64 = 1000;
-    let mut sock = connect(target)?;
-    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut out = Vec::new();
-    let mut key = Vec::new();
-    let mut input = vec![0u8; 64 * 1024];
-    let mut start = 0;
-    while start < load.keyspace {
-        let end = (start + CHUNK).min(load.keyspace);
-        out.clear();
-        for i in start..end {
-            write_key(&mut key, i);
-            encode_request(&mut out, &[b"SET", &key, &load.value]);
-        }
-        sock.write_all(&out)?;
-        let mut awaiting = end - start;
-        let mut filled = 0;
-        while awaiting > 0 {
-            let n = sock.read(&mut input[filled..])?;
-            if n == 0 {
-                return Err(io::Error::other("server closed the connection"));
-            }
-            filled += n;
-            let mut pos = 0;
-            while let Some(len) = ReplyParser::frame_len(&input[pos..filled])
-                .map_err(|e| io::Error::other(format!("unreadable reply: {e}")))?
-            {
-                if input[pos] == b'-' {
-                    return Err(io::Error::other(format!(
-                        "{} refused SET: {}",
-                        target.name,
-                        String::from_utf8_lossy(&input[pos..pos + len]).trim()
-                    )));
-                }
-                pos += len;
-                awaiting -= 1;
-            }
-            input.copy_within(pos..filled, 0);
-            filled -= pos;
-        }
-        start = end;
-    }
-    Ok(())
 }
 
 fn main() {
@@ -422,179 +221,153 @@ fn main() {
 }
 
 fn bench(opts: &Opts) -> Result<(), String> {
-    let targets = opts
-        .servers
-        .iter()
-        .map(|s| parse_target(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    if opts.connections == 0 || opts.pipeline == 0 || opts.rounds == 0 || opts.keyspace == 0 {
-        return Err("--connections, --pipeline, --rounds and --keyspace must be at least 1".into());
-    }
-    if !opts.pid.is_empty() && opts.pid.len() != targets.len() {
-        return Err(format!(
-            "{} --pid for {} --server: give one per server, in the same order",
-            opts.pid.len(),
-            targets.len()
-        ));
-    }
-    let load = Load {
-        pipeline: opts.pipeline,
-        reads: opts.reads.min(100),
-        keyspace: opts.keyspace,
-        value: dse_bench::make_value(opts.value_size),
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let thread_counts = match &opts.threads {
+        Some(list) => parse_list(list)?,
+        None => (1..=cores).collect(),
     };
-    let label = opts.label.clone().unwrap_or_else(|| {
-        format!(
-            "c{} P{} {}% GET",
-            opts.connections, opts.pipeline, load.reads
-        )
-    });
+    if thread_counts.is_empty() || thread_counts.contains(&0) {
+        return Err("--threads needs counts of at least 1".into());
+    }
+    let read_percents: Vec<u32> = parse_list(&opts.reads)?
+        .into_iter()
+        .map(|p| p.min(100) as u32)
+        .collect();
+    let dists = opts
+        .dist
+        .split(',')
+        .map(|d| match d.trim() {
+            "uniform" => Ok(Dist::Uniform),
+            "zipf" => Ok(Dist::Zipf),
+            other => Err(format!("unknown --dist '{other}' (uniform or zipf)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !opts.shards.is_power_of_two() || opts.shards > dse_engine::MAX_SHARDS {
+        return Err("--shards must be a power of two up to 65536".into());
+    }
+    if opts.keys == 0 || opts.keys > u32::MAX as u64 || opts.rounds == 0 {
+        return Err("--keys must be between 1 and 2^32-1, --rounds at least 1".into());
+    }
+    if opts.zipf_s.is_nan() || opts.zipf_s <= 0.0 {
+        return Err("--zipf-s must be positive".into());
+    }
+    let mut report = Report::open(opts.report.as_deref())?;
+    let round = Duration::from_secs_f64(opts.duration);
+    let warmup = Duration::from_secs_f64(opts.warmup);
+
     println!(
-        "bench-throughput: {} connections, pipeline {}, {}% GET / {}% SET, {} keys, \
-         {}-byte values, {} client thread(s); median of {} rounds of {:.1} s (+{:.1} s warm-up)",
-        opts.connections,
-        opts.pipeline,
-        load.reads,
-        100 - load.reads,
-        opts.keyspace,
-        opts.value_size,
-        opts.threads,
-        opts.rounds,
-        opts.duration,
-        opts.warmup
+        "bench-throughput: {} keys of 16 bytes, {}-byte values, Store of {} shards, {} cores; \
+         median of {} rounds of {:.2} s",
+        opts.keys, opts.value_size, opts.shards, cores, opts.rounds, opts.duration
     );
-    if !opts.no_preload {
-        for t in &targets {
-            preload(t, &load).map_err(|e| format!("preloading {}: {e}", t.name))?;
-        }
-    }
-
-    let mut results: Vec<Vec<RoundResult>> = targets.iter().map(|_| Vec::new()).collect();
-    let mut seed = 1;
-    for r in 0..opts.rounds {
-        for (i, t) in targets.iter().enumerate() {
-            seed += 1000;
-            let pid = opts.pid.get(i).copied();
-            let res = round(t, pid, opts, &load, seed).map_err(|e| e.to_string())?;
-            if opts.verbose {
-                println!(
-                    "  round {r} {}: {} ops/s, p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us{}",
-                    t.name,
-                    fmt_rate(res.ops_per_sec),
-                    res.p50_us,
-                    res.p99_us,
-                    res.p999_us,
-                    res.server_cores
-                        .map_or(String::new(), |c| format!(", server {c:.2} cores"))
-                );
-            }
-            results[i].push(res);
-        }
-    }
-
-    struct Summary {
-        ops: f64,
-        p50: f64,
-        p99: f64,
-        p999: f64,
-        /// Ops per second of server CPU time, and the cores the server used.
-        per_cpu: Option<(f64, f64)>,
-    }
-    let summaries: Vec<Summary> = results
-        .iter()
-        .map(|rs| {
-            let pick = |f: fn(&RoundResult) -> f64| median(&rs.iter().map(f).collect::<Vec<_>>());
-            Summary {
-                ops: pick(|r| r.ops_per_sec),
-                p50: pick(|r| r.p50_us),
-                p99: pick(|r| r.p99_us),
-                p999: pick(|r| r.p999_us),
-                per_cpu: rs.iter().all(|r| r.server_cores.is_some()).then(|| {
-                    let cores = |r: &RoundResult| r.server_cores.unwrap_or(0.0);
-                    let per: Vec<f64> = rs.iter().map(|r| ratio(r.ops_per_sec, cores(r))).collect();
-                    (
-                        median(&per),
-                        median(&rs.iter().map(cores).collect::<Vec<_>>()),
-                    )
-                }),
-            }
+    let loading = Instant::now();
+    let value = dse_bench::make_value(opts.value_size);
+    let keys: Vec<[u8; 16]> = (0..opts.keys)
+        .map(|i| {
+            let mut k = Vec::with_capacity(16);
+            dse_bench::write_key(&mut k, i);
+            k.try_into().expect("write_key makes 16-byte keys")
         })
         .collect();
+    let store = Store::new(opts.shards);
+    for k in &keys {
+        let h = store.hash(k);
+        store
+            .write(h)
+            .put_str(k, h, &value, Expiry::None, 0)
+            .expect("a store without a journal takes every write");
+    }
+    // Zipf rank r is key scatter[r - 1]: a fixed shuffle of the key space.
+    let mut scatter: Vec<u32> = (0..opts.keys as u32).collect();
+    scatter.shuffle(&mut SmallRng::seed_from_u64(42));
+    let max_threads = thread_counts.iter().copied().max().unwrap_or(1);
+    println!("loaded in {:.1} s\n", loading.elapsed().as_secs_f64());
 
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>8} {:>11} {:>15}",
-        "server", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "srv cores", "ops/srv-cpu-s"
+        "{:<8} {:<8} {:>7} {:>14} {:>9} {:>6}",
+        "mix", "keys", "threads", "ops/s", "scaling", "cores"
     );
-    for ((t, s), rs) in targets.iter().zip(&summaries).zip(&results) {
-        let errors: u64 = rs.iter().map(|r| r.errors).sum();
-        let (per_cpu, cores) = match s.per_cpu {
-            Some((per, cores)) => (fmt_rate(per), format!("{cores:.2}")),
-            None => ("-".into(), "-".into()),
-        };
-        println!(
-            "{:<10} {:>12} {:>10.3} {:>10.3} {:>10.3} {:>8} {:>11} {:>15}",
-            t.name,
-            fmt_rate(s.ops),
-            s.p50 / 1000.0,
-            s.p99 / 1000.0,
-            s.p999 / 1000.0,
-            errors,
-            cores,
-            per_cpu
-        );
-        if let Some(e) = rs.iter().find_map(|r| r.first_error.as_ref()) {
-            println!("  {} answered errors, the first: {e}", t.name);
-        }
-    }
-    if let [a, b, ..] = summaries.as_slice() {
-        println!(
-            "ratio {}/{}: ops/s {}, p50 {}, p99 {}, p99.9 {} (latency: below 1 is better)",
-            targets[0].name,
-            targets[1].name,
-            fmt_ratio(ratio(a.ops, b.ops)),
-            fmt_ratio(ratio(a.p50, b.p50)),
-            fmt_ratio(ratio(a.p99, b.p99)),
-            fmt_ratio(ratio(a.p999, b.p999)),
-        );
-        if let (Some((x, _)), Some((y, _))) = (a.per_cpu, b.per_cpu) {
-            println!(
-                "ratio {}/{} of ops per server CPU-second: {}",
-                targets[0].name,
-                targets[1].name,
-                fmt_ratio(ratio(x, y))
-            );
-        }
-        let mut report = Report::open(opts.report.as_deref())?;
-        let section = "network";
-        report.row(
-            section,
-            &format!("bench-throughput {label}"),
-            "ops/s",
-            a.ops,
-            b.ops,
-        );
-        for (name, x, y) in [
-            ("p50", a.p50, b.p50),
-            ("p99", a.p99, b.p99),
-            ("p99.9", a.p999, b.p999),
-        ] {
-            report.row(
-                section,
-                &format!("bench-throughput {label} {name}"),
-                "ms",
-                x / 1000.0,
-                y / 1000.0,
-            );
-        }
-        if let (Some((x, _)), Some((y, _))) = (a.per_cpu, b.per_cpu) {
-            report.row(
-                section,
-                &format!("bench-throughput {label} per server CPU-s"),
-                "ops/cpu-s",
-                x,
-                y,
-            );
+    let mut seed = 1u64;
+    for &dist in &dists {
+        let sequences: Vec<Vec<u32>> = (0..max_threads)
+            .map(|t| draws(dist, opts.keys, opts.zipf_s, &scatter, 1000 + t as u64))
+            .collect();
+        for &reads in &read_percents {
+            let mix = format!("{reads}/{}", 100 - reads);
+            let mut base = None;
+            for &threads in &thread_counts {
+                seed += 1;
+                run(
+                    &store, &keys, &value, &sequences, threads, reads, warmup, seed,
+                );
+                let mut rates = Vec::with_capacity(opts.rounds);
+                let mut used = Vec::with_capacity(opts.rounds);
+                for r in 0..opts.rounds {
+                    seed += 1;
+                    let res = run(
+                        &store, &keys, &value, &sequences, threads, reads, round, seed,
+                    );
+                    if opts.verbose {
+                        println!(
+                            "  round {r}: {mix} {} {threads} threads: {} ops/s, {:.2} cores",
+                            dist.name(),
+                            fmt_rate(res.ops_per_sec),
+                            res.cores
+                        );
+                    }
+                    rates.push(res.ops_per_sec);
+                    used.push(res.cores);
+                }
+                let ops = median(&rates);
+                let cores = median(&used);
+                let (one, one_cores) = *base.get_or_insert(if threads == 1 {
+                    (ops, cores)
+                } else {
+                    (f64::NAN, 0.0)
+                });
+                println!(
+                    "{:<8} {:<8} {:>7} {:>14} {:>9} {:>6.2}",
+                    mix,
+                    dist.name(),
+                    threads,
+                    fmt_rate(ops),
+                    fmt_ratio(ratio(ops, one)),
+                    cores
+                );
+                if threads > 1 && one.is_finite() {
+                    // The cores the threads got say whether the machine let them run.
+                    report.row(
+                        "engine",
+                        &format!(
+                            "bench-throughput {mix} GET/SET {}, {threads} threads vs 1 \
+                             (cores used {cores:.1}/{one_cores:.1})",
+                            dist.name()
+                        ),
+                        "ops/s",
+                        ops,
+                        one,
+                    );
+                }
+            }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_draws_favour_the_first_ranks_and_stay_in_range() {
+        let scatter: Vec<u32> = (0..1000).rev().collect();
+        let d = draws(Dist::Zipf, 1000, 0.99, &scatter, 7);
+        assert_eq!(d.len(), DRAWS);
+        assert!(d.iter().all(|&k| k < 1000));
+        let hottest = d.iter().filter(|&&k| k == 999).count();
+        let coldest = d.iter().filter(|&&k| k == 0).count();
+        assert!(hottest > 100 * coldest.max(1), "{hottest} vs {coldest}");
+        let u = draws(Dist::Uniform, 1000, 0.99, &scatter, 7);
+        assert!(u.iter().all(|&k| k < 1000));
+    }
 }

@@ -436,7 +436,7 @@ fn bitop(ctx: &mut Ctx, a: Args) -> CmdResult {
     };
     let len = result.len();
     if len > 0 {
-        multi.put(dst, hd, dse_engine::Value::Str(result), 0, ctx.now)?;
+        multi.put(dst, hd, dse_engine::Value::bytes(result), 0, ctx.now)?;
     } else if multi.get(dst, hd, ctx.now).is_some() {
         multi.commit(&[Effect::Del { key: dst }], ctx.now)?;
     }

@@ -209,7 +209,7 @@ mod tests {
                 .into_iter()
                 .collect(),
         ));
-        for value in [Value::Int(-7), Value::Str(b"hello".to_vec()), list] {
+        for value in [Value::Int(-7), Value::bytes(b"hello".to_vec()), list] {
             let payload = encode_payload(&value);
             assert_eq!(
                 decode_value(verify_payload(&payload).unwrap()).unwrap(),

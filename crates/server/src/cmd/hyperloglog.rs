@@ -579,7 +579,7 @@ fn store_in_shard(
             } else {
                 Expiry::None
             };
-            shard.put(key, h, Value::Str(new), expiry, now)?;
+            shard.put(key, h, Value::bytes(new), expiry, now)?;
         }
     }
     Ok(())
@@ -753,7 +753,7 @@ fn store_in_multi(
             multi.commit(&effects, now)?;
         }
         None => {
-            multi.put(key, h, Value::Str(new), expire_at, now)?;
+            multi.put(key, h, Value::bytes(new), expire_at, now)?;
         }
     }
     Ok(())
@@ -788,7 +788,7 @@ fn pfdebug(ctx: &mut Ctx, a: Args) -> CmdResult {
             }
             if sparse {
                 let mark = ctx.out.len();
-                if let Err(e) = shard.put(key, h, Value::Str(dense), Expiry::Keep, ctx.now) {
+                if let Err(e) = shard.put(key, h, Value::bytes(dense), Expiry::Keep, ctx.now) {
                     ctx.out.truncate(mark);
                     return Err(e.into());
                 }

@@ -593,7 +593,7 @@ fn scan(ctx: &mut Ctx, a: Args) -> CmdResult {
     let mut items = Reply::new(&mut body, ctx.out.resp());
     let mut n = 0;
     let cluster = ctx.srv.cluster.as_ref();
-    let next = ctx.srv.store.scan(cursor, count, ctx.now, |e: &Entry| {
+    let next = ctx.srv.store.scan(cursor, count, ctx.now, |e: Entry<'_>| {
         let wanted = pattern.is_none_or(|p| glob_match(p, e.key(), false))
             && type_name.is_none_or(|t| t.eq_ignore_ascii_case(e.value().type_name().as_bytes()))
             && cluster.is_none_or(|c| c.serves(e.key()));
@@ -659,7 +659,7 @@ fn object(_ctx: &mut Ctx, _a: Args) -> CmdResult {
 fn with_object(
     ctx: &mut Ctx,
     key: &[u8],
-    f: impl FnOnce(&mut Ctx, &Entry) -> CmdResult,
+    f: impl FnOnce(&mut Ctx, Entry<'_>) -> CmdResult,
 ) -> CmdResult {
     let srv = ctx.srv;
     let h = srv.store.hash(key);

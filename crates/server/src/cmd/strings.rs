@@ -766,7 +766,7 @@ fn incrbyfloat(ctx: &mut Ctx, a: Args) -> CmdResult {
     let mark = ctx.out.len();
     ctx.out.bulk(&text);
     // Kept as text, not integer-encoded, as Redis keeps the result of INCRBYFLOAT.
-    if let Err(e) = shard.put(key, h, Value::Str(text), Expiry::Keep, ctx.now) {
+    if let Err(e) = shard.put(key, h, Value::bytes(text), Expiry::Keep, ctx.now) {
         ctx.out.truncate(mark);
         return Err(e.into());
     }
