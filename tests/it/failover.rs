@@ -124,7 +124,7 @@ fn assert_all_readable(via: &Server, written: &[&Written]) -> usize {
                 bytes.extend(encode(&[b"GET", key.as_bytes()]));
             }
             r.send(&bytes);
-            for (key, value, _) in chunk {
+            for (key, value, acked_at) in chunk {
                 let want = format!("${}\r\n{value}\r\n", value.to_string().len());
                 let mut got = String::from_utf8_lossy(&r.read_reply()).into_owned();
                 if got.starts_with("-CLUSTERDOWN") {
@@ -134,6 +134,10 @@ fn assert_all_readable(via: &Server, written: &[&Written]) -> usize {
                         got = via.raw().call(&["GET", key]);
                         !got.starts_with("-CLUSTERDOWN")
                     });
+                }
+                if got != want {
+                    let wall = std::time::SystemTime::now() - acked_at.elapsed();
+                    eprintln!("acknowledged at {wall:?}\n{}", explain(key));
                 }
                 assert_eq!(
                     got, want,
@@ -145,6 +149,50 @@ fn assert_all_readable(via: &Server, written: &[&Written]) -> usize {
         }
     }
     n
+}
+
+thread_local! {
+    /// The cluster a test runs, for `explain` (a failed check says where a key is).
+    static NODES: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Remembers the nodes' addresses for `explain`.
+fn remember(c: &Cluster) {
+    NODES.with(|n| {
+        *n.borrow_mut() = c.nodes.iter().map(|s| (s.addr(), s.log())).collect();
+    });
+}
+
+/// Where `key` is: its slot, each node's copy (READONLY) and view of the slots.
+fn explain(key: &str) -> String {
+    let slot = dse_cluster::key_slot(key.as_bytes());
+    let mut out = format!("key {key} slot {slot}\n");
+    NODES.with(|n| {
+        for (addr, _) in n.borrow().iter() {
+            let Ok(s) = TcpStream::connect(addr) else {
+                out.push_str(&format!("{addr}: down\n"));
+                continue;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut r = crate::util::Raw::from_stream(s);
+            r.call(&["READONLY"]);
+            let copy = r.call(&["GET", key]);
+            let nodes = r.call(&["CLUSTER", "NODES"]);
+            let info = r.call(&["INFO", "replication"]);
+            out.push_str(&format!("{addr}: copy {copy:?}\n{nodes}\n{info}\n"));
+        }
+        for (addr, log) in n.borrow().iter() {
+            out.push_str(&format!("--- log of {addr}\n"));
+            for l in log
+                .lines()
+                .filter(|l| !l.contains("INFO") || l.contains("membership"))
+            {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    });
+    out
 }
 
 /// The CLUSTER NODES line of `node`, as `via` sees it.
@@ -275,6 +323,7 @@ fn a_killed_node_restarts_catches_up_and_serves_its_slots_again() {
     std::thread::sleep(Duration::from_millis(1000));
     let (a, b) = (w0.finish(), w1.finish());
     let written = [&a, &b];
+    remember(&c);
     // Through the restarted node (its own slots served from what it copied back).
     let n = assert_all_readable(c.node(2), &written);
     assert_all_readable(c.node(0), &written);

@@ -497,6 +497,10 @@ pub struct Raw {
 }
 
 impl Raw {
+    pub fn from_stream(s: TcpStream) -> Raw {
+        Raw { s, buf: Vec::new() }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.s.write_all(bytes).unwrap();
     }

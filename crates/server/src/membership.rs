@@ -115,14 +115,24 @@ fn install(srv: &Server, view: &View) {
         cluster.config.replicas,
         &cluster.config.myself,
     ));
+    // Writes routed by either topology need the replicas both count on, until no
+    // command routed by the old one still runs.
+    let plan = srv.replication.as_ref().map(|r| {
+        let plan = r.plan_for(&t);
+        r.widen(&plan);
+        plan
+    });
     cluster.install(t.clone());
     // A command routed by the old topology may still be running on a loop; once every
     // loop passed between two commands, none is. Only then may the consensus tell the
     // others that this node applied the membership (it does so after this returns), so a
     // node taking slots over never writes alongside a late write of the previous owner.
     srv.tx.barrier();
-    if let Some(repl) = &srv.replication {
-        let dropped = repl.reconfigure(&t);
+    if let (Some(repl), Some(plan)) = (&srv.replication, plan) {
+        let dropped = repl.reconfigure(&t, plan);
+        // Writes the change left without the stream that had to acknowledge them answer
+        // now (see `Replication::unreachable`).
+        srv.repl_waiters.wake_all(|i| srv.send(i, Msg::ReplWake));
         if !dropped.is_empty() {
             // Copies of slots this node no longer holds: their holders have them.
             if let Err(e) = srv

@@ -421,9 +421,6 @@ struct Inbound {
     have: SlotSet,
     /// A resync under way: the slots it copies (joining `have` at its end).
     syncing: SlotSet,
-    /// The epoch since which the plan's slots from this primary are what they are: a
-    /// Records frame of an older epoch is from a stream that no longer stands.
-    since: u64,
     /// The newest epoch of a Records frame applied on this connection.
     epoch_seen: u64,
     state: StreamState,
@@ -458,6 +455,14 @@ pub struct Replication {
     /// When the plan last changed (ms), and per node until when it counts as live without
     /// a stream (see `sender_closed`).
     reconfigured_ms: AtomicU64,
+    /// The last LSN assigned when the plan in force was installed: Records frames carry
+    /// its epoch once they reach it.
+    switch_lsn: AtomicU64,
+    /// Per node: the recent plan changes of the slots it copies from this node, each as
+    /// (last LSN assigned then, what it had acknowledged then, when in ms); `switched` has
+    /// a bit for each node with any. See `unreachable`.
+    switches: Box<[Mutex<Vec<Switch>>]>,
+    switched: AtomicU64,
     grace_until: Box<[AtomicU64]>,
     pub sync_full: AtomicU64,
     pub sync_partial: AtomicU64,
@@ -468,6 +473,10 @@ pub struct Replication {
 
 /// Why a frame from the bus cannot be handled: the connection closes.
 pub type StreamError = String;
+
+/// A plan change of the slots one replica copies: the last LSN assigned then, what the
+/// replica had acknowledged then, and when (ms).
+type Switch = (Lsn, Lsn, u64);
 
 /// The epoch a Records frame through `through` carries: `pending` becomes the stream's
 /// epoch once the frames pass the log position it waits for.
@@ -511,7 +520,6 @@ impl Replication {
         let quorum = cluster.config.write_quorum;
         let replicas = cluster.config.replicas;
         let plan = Plan::new(&cluster.topology(), quorum, replicas);
-        let epoch = plan.epoch;
         let per_loop = |_| Mutex::new(Vec::new());
         Some(Replication {
             quorum,
@@ -534,7 +542,6 @@ impl Replication {
                         synced: false,
                         have: SlotSet::new(),
                         syncing: SlotSet::new(),
-                        since: epoch,
                         epoch_seen: 0,
                         state: StreamState::Connecting,
                         last_try_ms: 0,
@@ -545,6 +552,9 @@ impl Replication {
                 .collect(),
             drop_gen: AtomicU64::new(0),
             reconfigured_ms: AtomicU64::new(0),
+            switch_lsn: AtomicU64::new(0),
+            switches: (0..MAX_MEMBERS).map(|_| Mutex::new(Vec::new())).collect(),
+            switched: AtomicU64::new(0),
             grace_until: (0..MAX_MEMBERS).map(|_| AtomicU64::new(0)).collect(),
             sync_full: AtomicU64::new(0),
             sync_partial: AtomicU64::new(0),
@@ -572,24 +582,63 @@ impl Replication {
         self.plan.load()
     }
 
-    /// A new topology: computes its plan and marks the streams it changes for their
-    /// loops to close (`streams_to_drop`); the replicas reopen them, copying only the
-    /// slots they lack. Senders whose slots stay confirm the new epoch once they have
-    /// shipped what was written before it. Returns the slots this node held before and
-    /// no longer holds (copies it may drop), when it is Up.
-    pub fn reconfigure(&self, t: &Topology) -> SlotSet {
-        let new = Plan::new(t, self.quorum, self.replicas);
+    /// The plan of topology `t`, to install with `widen` and then `reconfigure`.
+    pub fn plan_for(&self, t: &Topology) -> Plan {
+        Plan::new(t, self.quorum, self.replicas)
+    }
+
+    /// Before a new topology is installed: writes need the replicas of both the plan in
+    /// force and `new` (a write routed by either topology runs meanwhile, and must reach
+    /// the replicas its topology counts on).
+    pub fn widen(&self, new: &Plan) {
+        let old = self.plan.load_full();
+        let masks: Box<[u64]> = old
+            .masks
+            .iter()
+            .zip(new.masks.iter())
+            .map(|(a, b)| a | b)
+            .collect();
+        self.plan.store(Arc::new(Plan {
+            epoch: old.epoch,
+            from: old.from.clone(),
+            to: old.to.clone(),
+            all: old.all | new.all,
+            masks,
+            replica_nodes: old.replica_nodes,
+            held: old.held.clone(),
+        }));
+    }
+
+    /// Once topology `t` is installed and no command routed by the previous one still
+    /// runs: installs its plan `new`, and marks the streams it changes for their loops to
+    /// close (`streams_to_drop`); the replicas reopen them, copying only the slots they
+    /// lack. Senders whose slots stay confirm the new epoch once they have shipped what
+    /// was written before it (everything up to the last LSN assigned now). Returns the
+    /// slots this node held before and no longer holds (copies it may drop), when it is
+    /// Up.
+    pub fn reconfigure(&self, t: &Topology, new: Plan) -> SlotSet {
         let old = self.plan.load_full();
         for (p, slots) in new.from.iter().enumerate() {
             if *slots != old.from[p] {
                 let mut st = self.inbound[p].lock();
-                st.since = new.epoch;
                 if st.conn.is_some() {
                     st.close = true;
                 }
             }
         }
         let assigned = self.wal.assigned();
+        let now = crate::server::unix_ms();
+        let keep_ms = self.timeout_ms.load(Ordering::Relaxed) + 5_000;
+        for (n, slots) in new.to.iter().enumerate() {
+            if *slots == old.to[n] || old.to[n].is_empty() || n >= 64 {
+                continue;
+            }
+            // Writes up to here that wait for `n` need the stream closing now.
+            let mut switches = self.switches[n].lock();
+            switches.retain(|&(_, _, at_ms)| now.saturating_sub(at_ms) < keep_ms);
+            switches.push((assigned, self.acked[n].load(Ordering::Acquire), now));
+            self.switched.fetch_or(1 << n, Ordering::AcqRel);
+        }
         for (i, l) in self.senders.iter().enumerate() {
             let mut senders = l.lock();
             for sn in senders.iter_mut() {
@@ -605,6 +654,7 @@ impl Replication {
             }
         }
         let dropped = old.held.minus(&new.held);
+        self.switch_lsn.store(assigned, Ordering::Release);
         self.plan.store(Arc::new(new));
         self.reconfigured_ms
             .store(crate::server::unix_ms(), Ordering::Release);
@@ -647,7 +697,27 @@ impl Replication {
             }
             m &= m - 1;
         }
-        true
+        mask & self.switched.load(Ordering::Acquire) == 0 || !self.unreachable(lsn, mask)
+    }
+
+    /// Whether a write logged at `lsn` that needs the replicas of `mask` can no longer be
+    /// acknowledged: a new membership changed the slots one of them copies from this node
+    /// after the write, and the stream that carried it closed before acknowledging it.
+    /// (The next stream acknowledges LSNs too, but of other slots: its acknowledgement
+    /// says nothing of this write.)
+    pub fn unreachable(&self, lsn: Lsn, mask: u64) -> bool {
+        let mut m = mask & self.switched.load(Ordering::Acquire);
+        while m != 0 {
+            let n = m.trailing_zeros() as usize;
+            let switches = self.switches[n].lock();
+            if let Some(&(_, acked_then, _)) = switches.iter().find(|(at, _, _)| lsn <= *at)
+                && acked_then < lsn
+            {
+                return true;
+            }
+            m &= m - 1;
+        }
+        false
     }
 
     /// WAIT: replica nodes (of this node's slots) that acknowledged `lsn`; for 0, those
@@ -743,12 +813,14 @@ impl Replication {
             }
         };
         let announce = matches!(state, SendState::Tail { .. });
+        // Frames carry this epoch only once they hold everything written before this
+        // node applied it (a stream opened later still starts behind that point).
         self.senders[loop_index].lock().push(Sender {
             conn,
             peer,
             slots,
-            epoch,
-            pending: None,
+            epoch: epoch.saturating_sub(1),
+            pending: Some((epoch, self.switch_lsn.load(Ordering::Acquire))),
             state,
             announce,
             close: false,
@@ -1222,13 +1294,6 @@ impl Replication {
             } => {
                 if !st.synced {
                     return Err("Records before the end of the resync".into());
-                }
-                if epoch < st.since {
-                    return Err(format!(
-                        "Records of membership epoch {epoch} on a stream that epoch {} \
-                         replaced",
-                        st.since
-                    ));
                 }
                 st.epoch_seen = st.epoch_seen.max(epoch);
                 let mut r = codec::Reader::new(payload);

@@ -1165,7 +1165,8 @@ impl Service {
             let bus = state.bus.is_some();
             let s = &mut state.session;
             s.repl_waiting = false;
-            if let (Some(now), Some(q)) = (now, &srv.replication) {
+            if let Some(q) = &srv.replication {
+                let now = now.unwrap_or(now_ms);
                 // A node that lost contact with the majority will not hear from its
                 // replicas in time: its held writes answer at once.
                 let timeout = if fenced {
@@ -1173,7 +1174,11 @@ impl Service {
                 } else {
                     q.timeout_ms.load(Ordering::Relaxed)
                 };
-                s.held.expire_quorum(now.saturating_sub(timeout), |run| {
+                let deadline = now.saturating_sub(timeout);
+                // So do writes a membership change left without the stream that had to
+                // acknowledge them.
+                let doomed = |since, lsn, mask| since <= deadline || q.unreachable(lsn, mask);
+                s.held.expire_quorum_where(doomed, |run| {
                     if bus {
                         crate::replication::bus_replies_as_errors(run)
                     } else {

@@ -359,10 +359,20 @@ impl HeldReplies {
     /// Runs that have waited for replicas since before `deadline` are replaced by what
     /// `rewrite` makes of them (the same replies as errors); returns whether any were.
     pub fn expire_quorum(&mut self, deadline: u64, rewrite: impl Fn(&[u8]) -> Vec<u8>) -> bool {
+        self.expire_quorum_where(|since, _, _| since <= deadline, rewrite)
+    }
+
+    /// Runs waiting for replicas for which `doomed(since, lsn, replicas)` holds are
+    /// replaced by what `rewrite` makes of them; returns whether any were.
+    pub fn expire_quorum_where(
+        &mut self,
+        doomed: impl Fn(u64, dse_engine::Lsn, u64) -> bool,
+        rewrite: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> bool {
         let mut changed = false;
         for i in 0..self.marks.len() {
             let m = self.marks[i];
-            if m.replicas == 0 || m.since > deadline {
+            if m.replicas == 0 || !doomed(m.since, m.lsn(), m.replicas) {
                 continue;
             }
             if matches!(m.wait, Wait::Remote { done: false, .. }) {
