@@ -33,7 +33,10 @@
 #   --clients N       connections for the clients section (default 10000)
 #   --dse-threads N   dse-server event loops when not pinned (default: its own default, one
 #                     per core); pinned runs use 1, the one core they have
-#   --results DIR     where report.md, chart.svg and rows.tsv go (default: bench-results)
+#   --results DIR     where report.md, chart.svg and rows.tsv go (default: bench-results
+#                     when the run covers at least the default sections, else the run's
+#                     own directory under target/benchmark, so a partial run never
+#                     replaces the published report)
 #   --no-build        use the binaries already in target/release
 #
 # Output: each tool's report as it runs, then one table with dse, the baseline and
@@ -63,7 +66,7 @@ LONG=0
 ROUNDS=
 CLIENTS=10000
 DSE_THREADS=
-RESULTS=$ROOT/bench-results
+RESULTS=
 BUILD=1
 WANTED=()
 
@@ -95,6 +98,10 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 [[ ${#WANTED[@]} -gt 0 ]] || WANTED=("${DEFAULT_SECTIONS[@]}")
+covers_default=1
+for section in "${DEFAULT_SECTIONS[@]}"; do
+    [[ " ${WANTED[*]} " == *" $section "* ]] || covers_default=0
+done
 
 # Sizes: the default run (the four default sections) takes about fifteen minutes on two
 # cores; each redis-benchmark run lasts a few seconds.
@@ -122,6 +129,9 @@ KEYSPACE=100000
 CLIENT_TIMEOUT=600
 
 OUT=$TARGET_DIR/benchmark/$(date +%Y%m%d-%H%M%S)
+if [[ -z $RESULTS ]]; then
+    if [[ $covers_default == 1 ]]; then RESULTS=$ROOT/bench-results; else RESULTS=$OUT; fi
+fi
 mkdir -p "$OUT"
 ROWS=$OUT/rows.tsv
 : > "$ROWS"
@@ -454,7 +464,16 @@ start_cluster() {
         done
         DSE_THREADS=1 start_dse "$prefix$i" "$((base + i - 1))" --node "n$i" \
             --cluster-port "$((base + 99 + i))" --peers "$(IFS=,; echo "${peers[*]}")" \
-            --appendonly no --snapshot-interval 0 "$@"
+            --snapshot-interval 0 "$@"
+    done
+    # The nodes agree on their membership and each hears from a majority before they
+    # serve keys.
+    for i in 1 2 3; do
+        for _ in $(seq 100); do
+            "$REDIS_CLI" -p "$((base + i - 1))" cluster info 2>/dev/null |
+                grep -q "cluster_state:ok" && break
+            sleep 0.1
+        done
     done
 }
 
@@ -464,13 +483,14 @@ stop_cluster() {
 }
 
 # The cost of forwarding (a 3-node cluster answering through one node, against one node
-# alone) and of the write quorum (W=2 against W=1).
+# alone, both without persistence) and of the write quorum (W=2 against W=1, both with
+# the log at everysec: a node without a log neither sends nor receives replica copies).
 section_cluster() {
     local p requests single base rates_a rates_b w1=() w2=()
     single=$(free_port 23000)
     DSE_THREADS=1 start_dse single "$single" --appendonly no --snapshot-interval 0
     base=$(free_port 23100)
-    start_cluster w1- "$base" --write-quorum 1
+    start_cluster w1- "$base" --write-quorum 1 --appendonly no
     for p in 1 16; do
         requests=$RB_REQUESTS_P1
         [[ $p == 16 ]] && requests=$RB_REQUESTS_P16
@@ -486,20 +506,28 @@ section_cluster() {
             "$(printf '%s\n' "${cs[@]}" | median)" "$(printf '%s\n' "${ss[@]}" | median)"
         add_row cluster "GET via 1 of 3 nodes vs 1 node, c50 P$p" ops/s \
             "$(printf '%s\n' "${cg[@]}" | median)" "$(printf '%s\n' "${sg[@]}" | median)"
-        w1[$p]=$(printf '%s\n' "${cs[@]}" | median)
     done
     stop_cluster w1-
     stop_server single
     base=$(free_port 23200)
-    start_cluster w2- "$base" --write-quorum 2
+    start_cluster q1- "$base" --write-quorum 1 --appendonly yes --appendfsync everysec
     for p in 1 16; do
         requests=$RB_REQUESTS_P1
         [[ $p == 16 ]] && requests=$RB_REQUESTS_P16
-        log "SET -c 50 -P $p: 3-node cluster with W=2"
-        add_row cluster "SET W=2 vs W=1 (3 nodes), c50 P$p" ops/s \
-            "$(set_rates w2 "$base" "$p" "$requests" | median)" "${w1[$p]}"
+        log "SET -c 50 -P $p: 3-node cluster with the log, W=1"
+        w1[$p]=$(set_rates q1 "$base" "$p" "$requests" | median)
     done
-    stop_cluster w2-
+    stop_cluster q1-
+    base=$(free_port 23300)
+    start_cluster q2- "$base" --write-quorum 2 --appendonly yes --appendfsync everysec
+    for p in 1 16; do
+        requests=$RB_REQUESTS_P1
+        [[ $p == 16 ]] && requests=$RB_REQUESTS_P16
+        log "SET -c 50 -P $p: 3-node cluster with the log, W=2"
+        add_row cluster "SET W=2 vs W=1 (3 nodes, everysec), c50 P$p" ops/s \
+            "$(set_rates q2 "$base" "$p" "$requests" | median)" "${w1[$p]}"
+    done
+    stop_cluster q2-
 }
 
 section_engine() {
