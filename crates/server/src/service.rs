@@ -220,8 +220,7 @@ fn refuse(
     let msg: std::borrow::Cow<'_, str> = match route {
         Route::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
         Route::Down => "CLUSTERDOWN The cluster is down".into(),
-        // Forwarding will run the command on `node` when not in redirect mode; until it
-        // exists, both modes redirect.
+        // Redirect mode, a transaction, or a bus session (never forwarded twice).
         Route::Moved { slot, node } => cluster.moved_error(slot, node).into(),
         Route::Local => return,
     };
