@@ -1,6 +1,7 @@
 //! Integration tests for blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP,
 //! BZPOPMIN, BZPOPMAX, BZMPOP), CLIENT UNBLOCK, CLIENT PAUSE and CLIENT REPLY. Expected
 //! replies and error texts are those of redis-server 7.2. Servers run with `--threads 2`
+//! `--placement round-robin`
 //! where clients on different event loops matter: connections are dealt to the loops in
 //! turn, so consecutive connections are on different loops.
 
@@ -195,7 +196,7 @@ fn argument_errors() {
 
 #[test]
 fn timeouts_answer_nil() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut r = srv.raw();
     let mut r3 = resp3(&srv);
     for cmd in [
@@ -228,7 +229,7 @@ fn timeouts_answer_nil() {
 
 #[test]
 fn push_from_another_client_wakes_waiters_on_every_loop_in_order() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut pusher = srv.raw();
     let mut waiters: Vec<Raw> = (0..4).map(|_| srv.raw()).collect();
     for (i, w) in waiters.iter_mut().enumerate() {
@@ -264,7 +265,7 @@ fn push_from_another_client_wakes_waiters_on_every_loop_in_order() {
 
 #[test]
 fn fifo_order_holds_for_many_waiters_and_pushes() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut pusher = srv.raw();
     let mut waiters: Vec<Raw> = (0..6).map(|_| srv.raw()).collect();
     for (i, w) in waiters.iter_mut().enumerate() {
@@ -282,7 +283,7 @@ fn fifo_order_holds_for_many_waiters_and_pushes() {
 
 #[test]
 fn a_waiter_that_finds_the_key_emptied_blocks_again() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut pusher = srv.raw();
     let mut w = srv.raw();
     send(&mut w, &["BLPOP", "k", "0"]);
@@ -304,7 +305,7 @@ fn a_waiter_that_finds_the_key_emptied_blocks_again() {
 
 #[test]
 fn every_kind_of_write_wakes_and_each_command_answers_its_way() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut c = srv.raw();
     let mut w = srv.raw();
     let mut w3 = resp3(&srv);
@@ -395,7 +396,7 @@ fn blocking_inside_exec_answers_as_on_timeout() {
 
 #[test]
 fn a_blocked_client_runs_its_pipeline_once_served() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut c = srv.raw();
     let mut w = srv.raw();
     let mut pipeline = encode(&[b"BLPOP", b"k", b"0"]);
@@ -413,7 +414,7 @@ fn a_blocked_client_runs_its_pipeline_once_served() {
 
 #[test]
 fn a_client_that_leaves_while_blocked_is_forgotten() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut c = srv.raw();
     {
         let mut w = srv.raw();
@@ -442,7 +443,7 @@ fn a_client_that_leaves_while_blocked_is_forgotten() {
 
 #[test]
 fn blocked_clients_are_not_idle() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut w = srv.raw();
     send(&mut w, &["BLPOP", "k", "0"]);
     let mut c = srv.raw();
@@ -457,7 +458,7 @@ fn blocked_clients_are_not_idle() {
 
 #[test]
 fn client_unblock() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut c = srv.raw();
     let mut w = srv.raw();
     let id = client_id(&mut w);
@@ -511,7 +512,7 @@ fn client_unblock() {
 
 #[test]
 fn client_pause_holds_writes_or_everything() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut admin = srv.raw();
     let mut other = srv.raw();
     admin.call(&["SET", "k", "v0"]);
@@ -569,7 +570,7 @@ fn client_pause_holds_writes_or_everything() {
 
 #[test]
 fn client_pause_ends_on_time_and_on_unpause() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut admin = srv.raw();
     let mut other = srv.raw();
     assert_eq!(admin.call(&["CLIENT", "PAUSE", "300", "ALL"]), "+OK\r\n");
@@ -697,7 +698,7 @@ fn a_served_blocked_move_is_durable_once_acknowledged() {
 fn many_blocked_moves_survive_kill9() {
     // Chains of waiters on both loops move elements along while a pusher feeds them;
     // every element a client saw moved is where it said after a crash.
-    let mut srv = Server::with_args(&["--threads", "2"]);
+    let mut srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut c = srv.raw();
     let mut movers: Vec<Raw> = (0..4).map(|_| srv.raw()).collect();
     for (i, m) in movers.iter_mut().enumerate() {

@@ -89,7 +89,7 @@ fn id_setname_getname() {
 
 #[test]
 fn setname_is_visible_to_other_connections() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut a = srv.raw();
     let mut b = srv.raw();
     let id_a = client_id(&mut a);
@@ -331,7 +331,7 @@ fn no_evict_and_no_touch_flags() {
 
 #[test]
 fn kill_closes_connections_on_any_loop() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut killer = srv.raw();
     // Connections are spread round-robin over the loops: some victims share the
     // killer's loop, some do not.

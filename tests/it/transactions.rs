@@ -412,7 +412,7 @@ fn queued_commands_count_in_stats_only_when_they_run() {
 /// the connections on different event loops, no reader may see them differ.
 #[test]
 fn exec_is_atomic_across_event_loops() {
-    let srv = Server::with_args(&["--threads", "4"]);
+    let srv = Server::with_args(&["--threads", "4", "--placement", "round-robin"]);
     const ROUNDS: usize = 2000;
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..3)
@@ -495,7 +495,7 @@ fn redis_crate_atomic_pipeline() {
 /// which retries when another got in between, lose no update.
 #[test]
 fn redis_crate_watch_transactions_lose_no_update() {
-    let srv = Server::with_args(&["--threads", "2"]);
+    let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     const PER: i64 = 200;
     let retries = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let threads: Vec<_> = (0..4)

@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::event_loop::Class;
-use crate::{Listener, LoopHandle, NetShared};
+use crate::event_loop::{Class, PLACE_BUSY};
+use crate::{Listener, LoopHandle, NetShared, Placement};
 
 const STOP: Token = Token(usize::MAX);
 
@@ -28,6 +28,7 @@ impl Acceptor {
         loops: Arc<[LoopHandle<M>]>,
         shared: Arc<NetShared>,
         maxclients_reply: &'static [u8],
+        placement: Placement,
     ) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
@@ -49,7 +50,16 @@ impl Acceptor {
         }
         let thread = std::thread::Builder::new()
             .name("dse-accept".into())
-            .spawn(move || run(poll, mio_listeners, loops, shared, maxclients_reply))?;
+            .spawn(move || {
+                run(
+                    poll,
+                    mio_listeners,
+                    loops,
+                    shared,
+                    maxclients_reply,
+                    placement,
+                )
+            })?;
         Ok(Acceptor { waker, thread })
     }
 
@@ -57,6 +67,18 @@ impl Acceptor {
         let _ = self.waker.wake();
         let _ = self.thread.join();
     }
+}
+
+/// The loop a new connection goes to: the first one not busy (connections gather on as
+/// few loops as keep up with them; see the crate docs, "Placement"), or, when all are,
+/// the next in turn.
+fn place<M: Send + 'static>(loops: &[LoopHandle<M>], next_loop: &mut usize) -> usize {
+    if let Some(i) = loops.iter().position(|l| l.busy() < PLACE_BUSY) {
+        return i;
+    }
+    let i = *next_loop % loops.len();
+    *next_loop = i + 1;
+    i
 }
 
 struct Accepting {
@@ -71,6 +93,7 @@ fn run<M: Send + 'static>(
     loops: Arc<[LoopHandle<M>]>,
     shared: Arc<NetShared>,
     maxclients_reply: &'static [u8],
+    placement: Placement,
 ) {
     let mut events = Events::with_capacity(64);
     let mut next_loop = 0;
@@ -110,8 +133,14 @@ fn run<M: Send + 'static>(
                             .fetch_add(1, Ordering::Relaxed);
                         let _ = stream.set_nodelay(true);
                         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                        loops[next_loop].send_conn(stream, peer, id, listener.kind, listener.class);
-                        next_loop = (next_loop + 1) % loops.len();
+                        let to = match placement {
+                            Placement::Gather => place(&loops, &mut next_loop),
+                            Placement::RoundRobin => {
+                                next_loop = (next_loop + 1) % loops.len();
+                                (next_loop + loops.len() - 1) % loops.len()
+                            }
+                        };
+                        loops[to].send_conn(stream, peer, id, listener.kind, listener.class);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

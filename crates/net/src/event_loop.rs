@@ -19,7 +19,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use slab::Slab;
 
 use crate::buffer::{InBuf, OutBuf, write_some};
-use crate::{Close, ConnInfo, ConnRef, Handler, Io, NetShared};
+use crate::{Close, ConnInfo, ConnRef, Handler, Io, NetConfig, NetShared, Placement};
 
 const WAKER: Token = Token(usize::MAX);
 /// Bytes one read into the loop's scratch buffer can take.
@@ -37,6 +37,25 @@ const SCRATCH: usize = 64 * 1024;
 const READ_BUDGET: usize = 16;
 /// The loop's output scratch keeps up to this much memory between uses.
 const KEEP_OUT_SCRATCH: usize = 1024 * 1024;
+
+// Placement (see the crate docs): connections gather on as few loops as keep up.
+/// How long a loop measures its busy share before it publishes it and balances.
+const WINDOW: Duration = Duration::from_millis(500);
+/// A loop busy this share of the time (per mille) spills connections to a less busy
+/// one, if the machine has a core to spare for it.
+const SPILL_BUSY: u32 = 900;
+/// Idle cores (in thousandths, over the last window) the machine needs before a busy
+/// loop spills: with none, a second loop only takes turns with the first on the same
+/// cores and the clients, and adds wake-ups.
+const SPILL_IDLE: u32 = 750;
+/// A loop merges its connections into a lower one when their two busy shares add up
+/// to less than this.
+const MERGE_BUSY: u32 = 700;
+/// New connections go to the first loop busy less than this.
+pub(crate) const PLACE_BUSY: u32 = 800;
+/// After connections moved, the loops involved wait this long before they move any
+/// again: their busy shares must first reflect the change.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Which of the [`NetShared`] counters a connection counts in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +87,18 @@ pub(crate) struct Accepted {
     pub(crate) class: Class,
 }
 
+/// A connection handed from one loop to another (its handler state is the
+/// `Handler::Conn`, boxed so the inbox need not know its type).
+struct Moved<C> {
+    stream: TcpStream,
+    id: u64,
+    class: Class,
+    state: C,
+}
+
 enum Inbound<M> {
     Conn(Accepted),
+    Moved(Box<dyn std::any::Any + Send>),
     Msg(M),
     Shutdown(Duration),
 }
@@ -81,6 +110,8 @@ pub struct LoopHandle<M> {
     /// Set while a wake-up is pending, so a burst of messages costs one eventfd write.
     woken: AtomicBool,
     waker: Waker,
+    /// Share of the last window the loop spent working rather than waiting (per mille).
+    busy: AtomicU32,
 }
 
 impl<M: Send + 'static> LoopHandle<M> {
@@ -90,11 +121,17 @@ impl<M: Send + 'static> LoopHandle<M> {
             inbox: Mutex::new(Vec::new()),
             woken: AtomicBool::new(false),
             waker: Waker::new(poll.registry(), WAKER)?,
+            busy: AtomicU32::new(0),
         })
     }
 
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Share of its last measuring window the loop spent working (per mille).
+    pub fn busy(&self) -> u32 {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// Delivers `msg` to the loop's [`Handler::message`].
@@ -193,6 +230,48 @@ impl<C> Connection<C> {
             class,
             closing: Close::No,
         }
+    }
+}
+
+impl<C> Connection<C> {
+    /// Nothing of the connection is in flight in the loop: no bytes buffered either way,
+    /// not paused, held, closing or at its end.
+    fn at_rest(&self) -> bool {
+        self.class == Class::Client
+            && !self.connecting
+            && self.input.is_empty()
+            && self.out.pending() == 0
+            && !self.paused
+            && !self.stalled
+            && !self.held
+            && !self.eof
+            && !self.read_closed
+            && self.closing == Close::No
+    }
+}
+
+/// A sample of the machine's CPU time (/proc/stat's first line), to tell whether a
+/// core is idle.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    idle: u64,
+    total: u64,
+}
+
+impl CpuSample {
+    fn read() -> Option<CpuSample> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = text.lines().next()?.strip_prefix("cpu ")?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal ...
+        let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+        Some(CpuSample {
+            idle,
+            total: v.iter().take(8).sum(),
+        })
     }
 }
 
@@ -358,6 +437,14 @@ pub(crate) struct EventLoop<H: Handler> {
     /// on every request.
     input_bytes: u64,
     output_bytes: u64,
+    /// Time spent working (not waiting in `poll`) since `window_start`.
+    busy: Duration,
+    window_start: Instant,
+    /// The machine's CPU time at the start of the window (None: not available).
+    cpu: Option<CpuSample>,
+    /// No connections move to or from this loop before this.
+    settle_until: Instant,
+    placement: Placement,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -367,8 +454,7 @@ impl<H: Handler> EventLoop<H> {
         handler: Arc<H>,
         loops: Arc<[LoopHandle<H::Msg>]>,
         shared: Arc<NetShared>,
-        tick: Duration,
-        query_limit_reply: &'static [u8],
+        cfg: &NetConfig,
     ) -> Self {
         EventLoop {
             index,
@@ -376,17 +462,22 @@ impl<H: Handler> EventLoop<H> {
             handler,
             loops,
             shared,
-            tick,
+            tick: cfg.tick,
             conns: Slab::new(),
             scratch: InBuf::default(),
             out_scratch: Vec::new(),
             pending: Vec::new(),
             batch: Vec::new(),
-            query_limit_reply,
+            query_limit_reply: cfg.query_buffer_reply,
             shutdown_deadline: None,
             handler_ran: false,
             input_bytes: 0,
             output_bytes: 0,
+            busy: Duration::ZERO,
+            window_start: Instant::now(),
+            cpu: None,
+            settle_until: Instant::now(),
+            placement: cfg.placement,
         }
     }
 
@@ -437,8 +528,11 @@ impl<H: Handler> EventLoop<H> {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + self.tick;
+        let mut woke = Instant::now();
         loop {
-            let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            self.busy += now - woke;
+            let mut timeout = next_tick.saturating_duration_since(now);
             if !self.pending.is_empty() || self.handler_ran {
                 timeout = Duration::ZERO;
             } else if self.shutdown_deadline.is_some() {
@@ -450,6 +544,7 @@ impl<H: Handler> EventLoop<H> {
                 tracing::error!("event loop {} poll failed: {e}", self.index);
                 return;
             }
+            woke = Instant::now();
             for ev in events.iter() {
                 let token = ev.token().0;
                 if ev.token() == WAKER {
@@ -471,6 +566,9 @@ impl<H: Handler> EventLoop<H> {
                 }
                 let (handler, mut cx, mut conns) = self.parts();
                 handler.tick(&mut cx, &mut conns);
+                if self.loops.len() > 1 && self.placement == Placement::Gather {
+                    self.balance();
+                }
             }
             self.handler_ran = false;
             {
@@ -514,6 +612,10 @@ impl<H: Handler> EventLoop<H> {
                         .fetch_sub(1, Ordering::Relaxed);
                 }
                 Inbound::Conn(a) => self.register(a),
+                Inbound::Moved(m) => match m.downcast::<Moved<H::Conn>>() {
+                    Ok(m) => self.adopt(*m),
+                    Err(_) => unreachable!("a moved connection of another handler type"),
+                },
                 Inbound::Msg(msg) => {
                     let (handler, mut cx, mut conns) = self.parts();
                     handler.message(&mut cx, &mut conns, msg);
@@ -570,6 +672,123 @@ impl<H: Handler> EventLoop<H> {
         let state = self.handler.open(&mut cx, &info);
         entry.insert(Connection::new(stream, id, state, class));
         self.pending.push(token);
+    }
+
+    /// Ends a measuring window once it is long enough: publishes the loop's busy share
+    /// and moves connections if the loops are out of balance (see the crate docs,
+    /// "Placement"). Runs on the tick.
+    fn balance(&mut self) {
+        let now = Instant::now();
+        let elapsed = now - self.window_start;
+        if elapsed < WINDOW {
+            return;
+        }
+        let busy = (self.busy.as_nanos() * 1000 / elapsed.as_nanos().max(1)).min(1000) as u32;
+        self.busy = Duration::ZERO;
+        self.window_start = now;
+        self.loops[self.index].busy.store(busy, Ordering::Relaxed);
+        let sample = CpuSample::read();
+        let idle_cores = match (self.cpu, sample) {
+            // Idle share of all cores, times their number: idle cores in thousandths.
+            (Some(a), Some(b)) if b.total > a.total => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+                ((b.idle - a.idle) * 1000 * cores / (b.total - a.total)) as u32
+            }
+            _ => u32::MAX,
+        };
+        self.cpu = sample;
+        if now < self.settle_until || self.conns.is_empty() {
+            return;
+        }
+        if busy >= SPILL_BUSY && idle_cores >= SPILL_IDLE {
+            // The least busy other loop, if it has room.
+            let target = (0..self.loops.len())
+                .filter(|&j| j != self.index)
+                .map(|j| (self.loops[j].busy(), j))
+                .min();
+            if let Some((theirs, j)) = target
+                && theirs < busy / 2
+            {
+                // Move the share of the connections that evens the two out.
+                let share = f64::from(busy - theirs) / f64::from(2 * busy);
+                let n = (self.conns.len() as f64 * share).ceil() as usize;
+                self.move_conns(j, n);
+            }
+        } else if self.index > 0
+            && let Some(j) = (0..self.index).find(|&j| self.loops[j].busy() + busy < MERGE_BUSY)
+        {
+            self.move_conns(j, usize::MAX);
+        }
+    }
+
+    /// Hands up to `n` connections at rest (that the handler lets go) to loop `to`.
+    fn move_conns(&mut self, to: usize, n: usize) {
+        let tokens: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.at_rest() && self.handler.movable(&c.state))
+            .map(|(t, _)| t)
+            .take(n)
+            .collect();
+        if tokens.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            "loop {} moves {} connections to loop {to}",
+            self.index,
+            tokens.len()
+        );
+        for t in tokens {
+            let mut c = self.conns.remove(t);
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.loops[to].push(Inbound::Moved(Box::new(Moved {
+                stream: c.stream,
+                id: c.id,
+                class: c.class,
+                state: c.state,
+            })));
+        }
+        self.settle_until = Instant::now() + SETTLE;
+    }
+
+    /// Takes over a connection another loop moved here.
+    fn adopt(&mut self, m: Moved<H::Conn>) {
+        let Moved {
+            mut stream,
+            id,
+            class,
+            mut state,
+        } = m;
+        self.settle_until = Instant::now() + SETTLE;
+        let entry = self.conns.vacant_entry();
+        let token = entry.key();
+        let mut cx = Cx {
+            loop_index: self.index,
+            loops: &self.loops,
+            shared: &self.shared,
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!("cannot register a moved connection: {e}");
+            class.counter(&self.shared).fetch_sub(1, Ordering::Relaxed);
+            self.handler.closed(&mut cx, &mut state);
+            return;
+        }
+        let to = ConnRef {
+            loop_index: self.index as u32,
+            token: token as u32,
+            id,
+        };
+        self.handler.moved(&mut cx, &mut state, to);
+        entry.insert(Connection::new(stream, id, state, class));
+        // Bytes that arrived on the way are read at once.
+        self.pending.push(token);
+        if self.shutdown_deadline.is_some() {
+            self.conns[token].closing = Close::AfterFlush;
+        }
     }
 
     fn drive_pending(&mut self) {

@@ -20,6 +20,20 @@
 //!   [`Handler::message`] then runs on that loop with access to its connections.
 //! - Listeners carry a kind ([`Listener`]), so one loop serves clients and internal
 //!   peers alike; only client listeners count towards `maxclients`.
+//! - Placement ([`Placement::Gather`], the default): connections gather on as few loops
+//!   as keep up with them. A loop that waits for its clients costs a wake-up per turn,
+//!   and two half-busy loops take twice the wake-ups (and the cores' time) of one loop
+//!   doing both halves: on a machine whose cores the clients share, one loop per core
+//!   is slower than one loop until a loop is actually busy. So the acceptor gives a new
+//!   connection to the first loop busy less than 80% of the time; each loop measures
+//!   its busy share over half-second windows, and one busy 90% or more hands half the
+//!   difference (in connections) to the least busy loop, provided the machine had
+//!   three quarters of a core idle (otherwise a second loop only takes turns with the
+//!   first on the same cores). A loop other than the first whose busy share and a lower
+//!   loop's add up to under 70% gives that loop all its connections. Only connections
+//!   at rest move (nothing buffered, nothing the handler holds: [`Handler::movable`]);
+//!   after a move the loops involved wait two seconds. [`Placement::RoundRobin`] deals
+//!   connections in turn and never moves them.
 //! - A loop also makes connections ([`Conns::connect`]): non-blocking, owned by the loop
 //!   that made them, and once connected handled exactly like accepted ones.
 
@@ -156,6 +170,18 @@ pub trait Handler: Send + Sync + 'static {
     ) {
     }
 
+    /// May the loop hand this connection to another loop now (see the crate docs,
+    /// "Placement")? Only asked for a client connection with nothing buffered either way
+    /// and not paused or held; the handler says no while anything of its own (per-loop
+    /// lists, other threads) still names the connection's [`ConnRef`]. Default: never.
+    fn movable(&self, _conn: &Self::Conn) -> bool {
+        false
+    }
+
+    /// The connection moved to this loop ([`Cx::loop_index`]) and is now `to` (same
+    /// `id`, new loop and token). Runs on the new loop before its first input there.
+    fn moved(&self, _cx: &mut Cx<'_, Self::Msg>, _conn: &mut Self::Conn, _to: ConnRef) {}
+
     /// A message sent with [`LoopHandle::send`] to this loop.
     fn message(
         &self,
@@ -194,6 +220,20 @@ pub struct NetConfig {
     pub maxclients_reply: &'static [u8],
     /// Sent to a client closed because its query buffer passed `max_query_buffer`.
     pub query_buffer_reply: &'static [u8],
+    /// How connections are spread over the loops.
+    pub placement: Placement,
+}
+
+/// How connections are spread over the loops (see the crate docs, "Placement").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// On as few loops as keep up: new connections go to the first loop that is not
+    /// busy; a busy loop hands connections to an idle one when the machine has a core
+    /// to spare, and loops that are both lightly loaded merge.
+    #[default]
+    Gather,
+    /// Dealt to the loops in turn, and never moved.
+    RoundRobin,
 }
 
 /// State shared by the acceptor, the loops and the handler: limits and counters.
@@ -290,8 +330,7 @@ pub fn start<H: Handler>(
             handler.clone(),
             loops.clone(),
             shared.clone(),
-            cfg.tick,
-            cfg.query_buffer_reply,
+            &cfg,
         );
         threads.push(
             std::thread::Builder::new()
@@ -304,6 +343,7 @@ pub fn start<H: Handler>(
         loops.clone(),
         shared.clone(),
         cfg.maxclients_reply,
+        cfg.placement,
     )?;
     Ok(Net {
         shared,

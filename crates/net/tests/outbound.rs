@@ -298,6 +298,8 @@ fn start(relay: &Arc<Relay>, listeners: Vec<Listener>, maxclients: usize) -> Net
         tick: Duration::from_secs(3600),
         maxclients_reply: MAXCLIENTS_REPLY,
         query_buffer_reply: b"-ERR query buffer\r\n",
+        // Connections on different loops, as the tests expect.
+        placement: dse_net::Placement::RoundRobin,
     };
     dse_net::start(cfg, relay.clone(), listeners).unwrap()
 }

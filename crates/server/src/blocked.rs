@@ -741,12 +741,10 @@ pub(crate) fn unblock_client(srv: &Server, id: u64, error: bool) -> bool {
     if !meta.blocked.load(Ordering::Relaxed) {
         return false;
     }
+    let conn = meta.conn();
     srv.send(
-        meta.conn.loop_index as usize,
-        Msg::Blocking(Note::Unblock {
-            conn: meta.conn,
-            error,
-        }),
+        conn.loop_index as usize,
+        Msg::Blocking(Note::Unblock { conn, error }),
     );
     true
 }

@@ -50,7 +50,10 @@ impl ClientKind {
 #[derive(Debug)]
 pub struct ClientMeta {
     pub id: u64,
-    pub conn: ConnRef,
+    /// The connection's loop and token (it may move between loops; see [`Self::conn`]).
+    conn: AtomicU64,
+    /// CLIENT KILL named this client: a loop it moves to closes it on arrival.
+    pub killed: AtomicBool,
     pub addr: String,
     pub laddr: String,
     /// Milliseconds since the epoch when the client connected.
@@ -73,7 +76,8 @@ impl ClientMeta {
     pub fn new(conn: ConnRef, addr: String, laddr: String, now_ms: u64) -> Self {
         ClientMeta {
             id: conn.id,
-            conn,
+            conn: AtomicU64::new(pack(conn)),
+            killed: AtomicBool::new(false),
             addr,
             laddr,
             created_ms: now_ms,
@@ -86,6 +90,24 @@ impl ClientMeta {
             qbuf: AtomicU64::new(0),
             blocked: AtomicBool::new(false),
         }
+    }
+
+    /// Where the connection is now. Read and written with `SeqCst` so that, of a CLIENT
+    /// KILL (sets `killed`, then reads this) and a move (writes this, then reads
+    /// `killed`), at least one sees the other: either the kill goes to the new loop or
+    /// the new loop closes the client.
+    pub fn conn(&self) -> ConnRef {
+        let v = self.conn.load(Ordering::SeqCst);
+        ConnRef {
+            loop_index: (v >> 32) as u32,
+            token: v as u32,
+            id: self.id,
+        }
+    }
+
+    /// The connection moved to `to` (same id).
+    pub fn set_conn(&self, to: ConnRef) {
+        self.conn.store(pack(to), Ordering::SeqCst);
     }
 
     /// There is no replication or pub/sub yet, so every connection is a normal client.
@@ -127,7 +149,7 @@ impl ClientMeta {
             self.id,
             self.addr,
             self.laddr,
-            self.conn.token,
+            self.conn().token,
             String::from_utf8_lossy(&names.name),
             age,
             idle,
@@ -140,6 +162,10 @@ impl ClientMeta {
         );
         s
     }
+}
+
+fn pack(r: ConnRef) -> u64 {
+    (u64::from(r.loop_index) << 32) | u64::from(r.token)
 }
 
 /// Every connected client, by id (so listings come out in connection order).

@@ -109,6 +109,12 @@ pub struct Options {
     #[arg(long)]
     pub threads: Option<usize>,
 
+    /// How clients are spread over the event loops: gather (on as few loops as keep up;
+    /// a busy loop hands clients to an idle one when a core is free) or round-robin
+    /// (dealt in turn, never moved) [default: gather]
+    #[arg(long)]
+    pub placement: Option<String>,
+
     /// Directory for the write-ahead log and snapshots [default: ./data]
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -571,6 +577,7 @@ pub struct Config {
     pub port: u16,
     pub bind: Vec<String>,
     pub threads: usize,
+    pub placement: dse_net::Placement,
     pub data: PathBuf,
     pub maxclients: usize,
     pub shards: usize,
@@ -628,6 +635,15 @@ impl Config {
                 threads,
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             ),
+            placement: match pick!(placement, "gather".to_string()).as_str() {
+                "gather" => dse_net::Placement::Gather,
+                "round-robin" => dse_net::Placement::RoundRobin,
+                s => {
+                    return Err(format!(
+                        "--placement must be gather or round-robin, got {s}"
+                    ));
+                }
+            },
             data: pick!(data, PathBuf::from("./data")),
             maxclients: pick!(maxclients, 10_000),
             shards: pick!(shards, 512),

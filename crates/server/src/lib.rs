@@ -181,6 +181,7 @@ fn run(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), St
         tick: Duration::from_millis(100),
         maxclients_reply: b"-ERR max number of clients reached\r\n",
         query_buffer_reply: b"-ERR Protocol error: client query buffer limit exceeded\r\n",
+        placement: config.placement,
     };
     let net = dse_net::start(net_cfg, Arc::new(Service { srv: srv.clone() }), listeners)
         .map_err(|e| format!("cannot start event loops: {e}"))?;

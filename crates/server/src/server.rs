@@ -23,8 +23,9 @@ pub const REDIS_VERSION: &str = "7.2.4";
 /// Messages between loops (delivered by `dse-net` to `Handler::message`).
 #[derive(Debug)]
 pub enum Msg {
-    /// CLIENT KILL: close this connection.
-    Kill(ConnRef),
+    /// CLIENT KILL: close this client (sent to the loop its meta names; a loop it has
+    /// left passes the message on).
+    Kill(Arc<crate::clients::ClientMeta>),
     /// The log acknowledged every record up to this LSN: release the replies that
     /// waited for it.
     LogAcked(Lsn),

@@ -920,6 +920,37 @@ impl Handler for Service {
         }
     }
 
+    /// A client with nothing in flight outside its own session may change loops: no
+    /// held or forwarded replies, no blocked command or WAIT, no transaction or WATCH,
+    /// not listed in a per-loop list. Bus and replication links never move.
+    fn movable(&self, conn: &Conn) -> bool {
+        let s = &conn.session;
+        conn.bus.is_none()
+            && !s.internal
+            && s.held.is_empty()
+            && s.remotes.is_empty()
+            && !s.forwarding
+            && !s.paused_for_log
+            && !s.in_turn
+            && !s.log_waiting
+            && !s.repl_waiting
+            && !s.close_when_released
+            && !s.close_after_reply
+            && s.wait.is_none()
+            && !s.block.holds_input()
+            && s.tx.at_rest()
+            && !s.meta.killed.load(Ordering::Relaxed)
+    }
+
+    fn moved(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn, to: ConnRef) {
+        conn.session.conn = to;
+        conn.session.meta.set_conn(to);
+        if conn.session.meta.killed.load(Ordering::SeqCst) {
+            // A CLIENT KILL went to the loop it left.
+            cx.loops[cx.loop_index].send(Msg::Kill(conn.session.meta.clone()));
+        }
+    }
+
     fn closed(&self, cx: &mut Cx<'_, Msg>, conn: &mut Conn) {
         match &conn.bus {
             None => {
@@ -949,7 +980,15 @@ impl Handler for Service {
 
     fn message(&self, cx: &mut Cx<'_, Msg>, conns: &mut Conns<'_, Conn>, msg: Msg) {
         match msg {
-            Msg::Kill(r) => conns.close(r, Close::Now),
+            Msg::Kill(meta) => {
+                let r = meta.conn();
+                if r.loop_index as usize == cx.loop_index {
+                    conns.close(r, Close::Now);
+                } else {
+                    // It moved on: the loop it is on now closes it.
+                    self.srv.send(r.loop_index as usize, Msg::Kill(meta));
+                }
+            }
             Msg::LogAcked(acked) => self.release_for_log(cx.loop_index, conns, acked),
             Msg::ReplWake => self.replication_news(cx.loop_index, conns, None),
             Msg::Blocking(note) => blocked::message(&self.srv, cx.loop_index, conns, note),

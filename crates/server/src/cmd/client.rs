@@ -460,7 +460,9 @@ fn client_kill(ctx: &mut Ctx, a: Args) -> CmdResult {
             kill_me = true;
         } else {
             ctx.srv.clients.remove(m.id);
-            ctx.srv.send(m.conn.loop_index as usize, Msg::Kill(m.conn));
+            m.killed.store(true, Ordering::SeqCst);
+            let at = m.conn().loop_index as usize;
+            ctx.srv.send(at, Msg::Kill(m));
         }
     }
     if old_form {

@@ -170,6 +170,11 @@ impl Transaction {
         self.queue.is_some()
     }
 
+    /// No MULTI, no WATCH, no EXEC running: nothing ties the connection to its loop.
+    pub fn at_rest(&self) -> bool {
+        self.queue.is_none() && self.watch.is_none() && !self.running
+    }
+
     /// EXEC is running this connection's queued commands.
     pub fn in_exec(&self) -> bool {
         self.running
