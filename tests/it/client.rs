@@ -287,13 +287,16 @@ fn setinfo_validation() {
     // The failed calls changed nothing.
     let info = bulk_text(&r.call(&["CLIENT", "INFO"]));
     assert!(
-        info.ends_with(" lib-name=redis.py lib-ver=1.2.3\n"),
+        info.ends_with(" lib-name=redis.py lib-ver=1.2.3 io-thread=0\n"),
         "{info}"
     );
     // An empty value clears the field.
     assert_eq!(r.call(&["CLIENT", "SETINFO", "lib-ver", ""]), "+OK\r\n");
     let info = bulk_text(&r.call(&["CLIENT", "INFO"]));
-    assert!(info.ends_with(" lib-name=redis.py lib-ver=\n"), "{info}");
+    assert!(
+        info.ends_with(" lib-name=redis.py lib-ver= io-thread=0\n"),
+        "{info}"
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod keys;
 mod lists;
 mod network;
 mod persistence;
+mod placement;
 mod replication;
 mod server;
 mod sets;

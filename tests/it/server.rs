@@ -36,6 +36,7 @@ fn info_sections() {
             "# Clients",
             "# Memory",
             "# Persistence",
+            "# Threads",
             "# Stats",
             "# Replication",
             "# CPU",

@@ -120,7 +120,8 @@ impl ClientMeta {
         now_ms.saturating_sub(self.created_ms) / 1000
     }
 
-    /// One CLIENT LIST line (without the trailing newline), in Redis 7.2's field order.
+    /// One CLIENT LIST line (without the trailing newline), in Redis 7.2's field order,
+    /// then Redis 8's `io-thread`: here the event loop serving the client.
     pub fn describe(&self, now_ms: u64, cmd_name: &str) -> String {
         let names = self.names.lock().clone();
         let mut flags = String::new();
@@ -145,7 +146,7 @@ impl ClientMeta {
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 \
              ssub=0 multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
              oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} \
-             lib-ver={}",
+             lib-ver={} io-thread={}",
             self.id,
             self.addr,
             self.laddr,
@@ -159,6 +160,7 @@ impl ClientMeta {
             self.resp.load(Ordering::Relaxed),
             String::from_utf8_lossy(&names.lib_name),
             String::from_utf8_lossy(&names.lib_ver),
+            self.conn().loop_index,
         );
         s
     }

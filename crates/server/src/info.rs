@@ -19,6 +19,7 @@ const SECTIONS: &[(&str, bool, Section)] = &[
     ("clients", true, clients),
     ("memory", true, memory),
     ("persistence", true, persistence),
+    ("threads", true, threads),
     ("stats", true, stats),
     ("replication", true, replication),
     ("cpu", true, cpu),
@@ -166,6 +167,35 @@ fn clients(srv: &Server, out: &mut String) {
     field(out, "maxclients", maxclients);
     field(out, "client_recent_max_input_buffer", max_qbuf);
     field(out, "blocked_clients", srv.blocking.blocked_clients());
+}
+
+/// The event loops (Redis 8 has a section of this name for its I/O threads): how many
+/// clients each serves and how busy it was in its last measuring window, which is what
+/// placement (`--placement gather`) decides by.
+fn threads(srv: &Server, out: &mut String) {
+    out.push_str("# Threads\r\n");
+    field(out, "event_loops", srv.config.threads);
+    let placement = match srv.config.placement {
+        dse_net::Placement::Gather => "gather",
+        dse_net::Placement::RoundRobin => "round-robin",
+    };
+    field(out, "placement", placement);
+    let mut clients = vec![0usize; srv.config.threads];
+    for c in srv.clients.all() {
+        if let Some(n) = clients.get_mut(c.conn().loop_index as usize) {
+            *n += 1;
+        }
+    }
+    let loops = srv.loops.get();
+    for (i, n) in clients.iter().enumerate() {
+        let busy = loops.map_or(0, |l| l[i].busy());
+        let _ = write!(
+            out,
+            "event_loop_{i}:clients={n},busy={}.{}%\r\n",
+            busy / 10,
+            busy % 10
+        );
+    }
 }
 
 fn memory(srv: &Server, out: &mut String) {
