@@ -149,7 +149,7 @@ fn setname_is_visible_to_other_connections() {
     }));
 }
 
-/// Redis 7.2's CLIENT LIST fields, in order.
+/// Redis 7.2's CLIENT LIST fields, in order, then Redis 8's io-thread.
 const FIELDS: &[&str] = &[
     "id",
     "addr",
@@ -181,6 +181,8 @@ const FIELDS: &[&str] = &[
     "resp",
     "lib-name",
     "lib-ver",
+    // Redis 8's field: the event loop serving the client.
+    "io-thread",
 ];
 
 #[test]
