@@ -963,11 +963,12 @@ impl Store {
         }
         let pos = h.table_hash() as usize & hint.mask.load(Ordering::Relaxed);
         // hashbrown probes a group of 16 buckets from `pos`: 16 control bytes from
-        // `ctrl + pos` and the slots of buckets pos..pos + 16, below `ctrl`.
-        let slots_end = ctrl.wrapping_sub(pos * std::mem::size_of::<u32>());
+        // `ctrl + pos`, then the slots of the matches, bucket `i` at `ctrl - (i + 1) * 4`.
+        // A key sits at `pos` or a few buckets after it, nearly always in the slot line
+        // of `pos` (fetching the group's second slot line too measured no faster: fewer
+        // prefetches in flight leave room for the ones that matter).
         prefetch_line(ctrl.wrapping_add(pos));
-        prefetch_line(slots_end.wrapping_sub(std::mem::size_of::<u32>()));
-        prefetch_line(slots_end.wrapping_sub(16 * std::mem::size_of::<u32>()));
+        prefetch_line(ctrl.wrapping_sub((pos + 1) * std::mem::size_of::<u32>()));
     }
 
     /// Write access to every shard the keys hash to, locked in shard order so that two
