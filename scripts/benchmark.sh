@@ -648,7 +648,7 @@ write_report() {
     "$BIN/bench-report" "$RESULTS/rows.tsv" --out "$RESULTS" \
         --note "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit; $(nproc) cores ($cpu); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end." \
         --note "Baseline: $REDIS_VERSION (--save '' --appendonly no); dse with --appendonly no. Medians of $ROUNDS rounds, interleaved A/B/B/A with a fresh server per run; min..max is the range of the per-round ratios." \
-        --note "Pinned: the server on core 0 (dse with 1 event loop), redis-benchmark on core 1. Unpinned: dse with ${DSE_THREADS:-its defaults (up to one event loop per core, clients gathered on as few as keep up)}." \
+        --note "Pinned: the server on core 0 (dse with 1 event loop), redis-benchmark on core 1. Unpinned: dse with ${DSE_THREADS:+--threads $DSE_THREADS, }its defaults otherwise (up to one event loop per core, clients gathered on as few as keep up)." \
         --baseline "network=redis" --baseline "memory=redis" --baseline "clients=redis" \
         --baseline "latency=redis" --baseline "durability=baseline" --baseline "cluster=baseline" \
         --baseline "engine=baseline"
