@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{Raw, Server, encode, eventually};
+use crate::util::{Raw, Server, client_id, encode, eventually};
 
 /// Sends a command without waiting for its reply.
 fn send(r: &mut Raw, args: &[&str]) {
@@ -54,13 +54,6 @@ fn resp3(srv: &Server) -> Raw {
     let mut r = srv.raw();
     assert!(r.call(&["HELLO", "3"]).starts_with('%'));
     r
-}
-
-fn client_id(r: &mut Raw) -> String {
-    r.call(&["CLIENT", "ID"])
-        .trim_start_matches(':')
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -432,7 +425,7 @@ fn a_client_that_leaves_while_blocked_is_forgotten() {
     );
     // CLIENT KILL of a blocked client.
     let mut w = srv.raw();
-    let id = client_id(&mut w);
+    let id = client_id(&mut w).to_string();
     send(&mut w, &["BLPOP", "k", "0"]);
     wait_blocked(&mut c, 1);
     assert_eq!(c.call(&["CLIENT", "KILL", "ID", &id]), ":1\r\n");
@@ -461,7 +454,7 @@ fn client_unblock() {
     let srv = Server::with_args(&["--threads", "2", "--placement", "round-robin"]);
     let mut c = srv.raw();
     let mut w = srv.raw();
-    let id = client_id(&mut w);
+    let id = client_id(&mut w).to_string();
     // Not blocked: 0.
     assert_eq!(c.call(&["CLIENT", "UNBLOCK", &id]), ":0\r\n");
     assert_eq!(c.call(&["CLIENT", "UNBLOCK", "999999", "ERROR"]), ":0\r\n");

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::util::{Raw, Server};
+use crate::util::{Raw, Server, client_id};
 
 /// The fields of a CLIENT LIST line.
 fn fields(line: &str) -> HashMap<String, String> {
@@ -26,14 +26,6 @@ fn client_list(r: &mut Raw) -> Vec<HashMap<String, String>> {
         .lines()
         .map(fields)
         .collect()
-}
-
-fn client_id(r: &mut Raw) -> u64 {
-    let reply = r.call(&["CLIENT", "ID"]);
-    reply
-        .strip_prefix(':')
-        .and_then(|s| s.trim_end().parse().ok())
-        .unwrap_or_else(|| panic!("CLIENT ID replied {reply:?}"))
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Raw, Server, eventually};
+use crate::util::{Raw, Server, client_id, eventually};
 
 /// `event_loop_<i>`'s client count and busy share (per cent) from `INFO threads`.
 fn event_loop(r: &mut Raw, i: usize) -> (usize, f64) {
@@ -25,13 +25,6 @@ fn event_loop(r: &mut Raw, i: usize) -> (usize, f64) {
         }
     }
     (clients.unwrap(), busy.unwrap())
-}
-
-fn client_id(r: &mut Raw) -> String {
-    r.call(&["CLIENT", "ID"])
-        .trim_start_matches(':')
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -127,7 +120,7 @@ fn a_client_moved_to_another_loop_keeps_its_session_and_can_be_killed() {
     assert_eq!(b.call(&["SET", "k", "after"]), "+OK\r\n");
     assert_eq!(a.call(&["GET", "k"]), "$5\r\nafter\r\n");
 
-    assert_eq!(a.call(&["CLIENT", "KILL", "ID", &id]), ":1\r\n");
+    assert_eq!(a.call(&["CLIENT", "KILL", "ID", &id.to_string()]), ":1\r\n");
     b.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert!(b.is_closed(), "a killed client that moved is closed");
     assert_eq!(a.call(&["PING"]), "+PONG\r\n");

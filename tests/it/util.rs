@@ -557,6 +557,15 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The connection's CLIENT ID.
+pub fn client_id(r: &mut Raw) -> u64 {
+    let reply = r.call(&["CLIENT", "ID"]);
+    reply
+        .strip_prefix(':')
+        .and_then(|s| s.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("CLIENT ID replied {reply:?}"))
+}
+
 /// Polls `f` until it returns true or `within` passes.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;

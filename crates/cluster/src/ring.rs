@@ -231,6 +231,15 @@ mod tests {
             .collect()
     }
 
+    /// The names of a slot's owners, primary first: comparable across rings whose
+    /// members have other indices.
+    fn owner_names(r: &Ring, slot: u16) -> Vec<String> {
+        r.owners(slot)
+            .all()
+            .map(|i| r.node(i).name.clone())
+            .collect()
+    }
+
     /// The definition, computed the slow way: first vnode at or after the slot.
     fn slow_primary(nodes: &[NodeSpec], slot: u16) -> String {
         let mut best: Option<(u16, &str)> = None;
@@ -266,13 +275,7 @@ mod tests {
         let a = Ring::new(nodes(&["node-1", "node-2", "node-3"]), 1);
         let b = Ring::new(nodes(&["node-3", "node-1", "node-2"]), 1);
         for slot in 0..SLOTS as u16 {
-            let names = |r: &Ring| {
-                r.owners(slot)
-                    .all()
-                    .map(|i| r.node(i).name.clone())
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(names(&a), names(&b), "slot {slot}");
+            assert_eq!(owner_names(&a, slot), owner_names(&b, slot), "slot {slot}");
         }
     }
 
@@ -358,13 +361,11 @@ mod tests {
         // The same map as the ring of the live nodes alone, by name.
         let alone = Ring::new(nodes(&["n1", "n2", "n4"]), 1);
         for slot in 0..SLOTS as u16 {
-            let names = |r: &Ring| {
-                r.owners(slot)
-                    .all()
-                    .map(|i| r.node(i).name.clone())
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(names(&partial), names(&alone), "slot {slot}");
+            assert_eq!(
+                owner_names(&partial, slot),
+                owner_names(&alone, slot),
+                "slot {slot}"
+            );
         }
         // Replicas are capped by the live nodes, not all nodes.
         let one = Ring::with_live(n, &[false, false, true, false], 3);

@@ -316,16 +316,17 @@ impl ShardData {
     /// The address of the table's control bytes (see [`TableHint`]), or 0 while it is
     /// empty.
     fn table_ctrl(&self) -> usize {
+        // An empty table may still have many buckets: it is not searched for a full one.
         if self.table.is_empty() {
             return 0;
         }
-        match self.table.iter_buckets().next() {
-            Some(i) => {
-                let slot = self.table.get_bucket(i).expect("an occupied bucket");
-                slot as *const u32 as usize + (i + 1) * std::mem::size_of::<u32>()
-            }
-            None => 0,
-        }
+        let i = self
+            .table
+            .iter_buckets()
+            .next()
+            .expect("a table with items");
+        let slot = self.table.get_bucket(i).expect("an occupied bucket");
+        slot as *const u32 as usize + (i + 1) * std::mem::size_of::<u32>()
     }
 
     fn find(&self, key: &[u8], h: KeyHash) -> Option<usize> {

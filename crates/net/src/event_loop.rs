@@ -275,6 +275,16 @@ impl CpuSample {
     }
 }
 
+/// Registers a connection's socket with a loop's poll, edge-triggered for both
+/// directions: accepted, moved and outbound connections alike.
+fn watch(registry: &Registry, stream: &mut TcpStream, token: usize) -> io::Result<()> {
+    registry.register(
+        stream,
+        Token(token),
+        Interest::READABLE | Interest::WRITABLE,
+    )
+}
+
 /// How a non-blocking connect went, or `None` while it is still in progress (the
 /// sequence mio documents for `TcpStream::connect`).
 fn connect_outcome(stream: &TcpStream) -> Option<io::Result<()>> {
@@ -377,11 +387,7 @@ impl<C> Conns<'_, C> {
         let entry = self.slab.vacant_entry();
         let token = entry.key();
         // The end of the connect, success or failure, is reported as writable.
-        self.registry.register(
-            &mut stream,
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        watch(self.registry, &mut stream, token)?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         entry.insert(Connection::new(stream, id, state, Class::Outbound));
         self.shared
@@ -442,6 +448,8 @@ pub(crate) struct EventLoop<H: Handler> {
     window_start: Instant,
     /// The machine's CPU time at the start of the window (None: not available).
     cpu: Option<CpuSample>,
+    /// Cores the process may run on, for reading /proc/stat's idle share as idle cores.
+    cores: u64,
     /// No connections move to or from this loop before this.
     settle_until: Instant,
     placement: Placement,
@@ -476,6 +484,7 @@ impl<H: Handler> EventLoop<H> {
             busy: Duration::ZERO,
             window_start: Instant::now(),
             cpu: None,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
             settle_until: Instant::now(),
             placement: cfg.placement,
         }
@@ -644,11 +653,7 @@ impl<H: Handler> EventLoop<H> {
         } = a;
         let entry = self.conns.vacant_entry();
         let token = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = watch(self.poll.registry(), &mut stream, token) {
             tracing::warn!("cannot register connection from {peer}: {e}");
             class.counter(&self.shared).fetch_sub(1, Ordering::Relaxed);
             return;
@@ -691,8 +696,7 @@ impl<H: Handler> EventLoop<H> {
         let idle_cores = match (self.cpu, sample) {
             // Idle share of all cores, times their number: idle cores in thousandths.
             (Some(a), Some(b)) if b.total > a.total => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-                ((b.idle - a.idle) * 1000 * cores / (b.total - a.total)) as u32
+                ((b.idle - a.idle) * 1000 * self.cores / (b.total - a.total)) as u32
             }
             _ => u32::MAX,
         };
@@ -767,11 +771,7 @@ impl<H: Handler> EventLoop<H> {
             loops: &self.loops,
             shared: &self.shared,
         };
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = watch(self.poll.registry(), &mut stream, token) {
             tracing::warn!("cannot register a moved connection: {e}");
             class.counter(&self.shared).fetch_sub(1, Ordering::Relaxed);
             self.handler.closed(&mut cx, &mut state);
